@@ -1,0 +1,178 @@
+//! `memha`: start the server from memcached-style flags.
+//!
+//! Order matters here: parse and validate everything, bind the sockets (so a busy port is an
+//! error on the terminal, not in a log after daemonizing), then daemonize while the process
+//! still has a single thread, write the pid file, drop privileges, and only then start the
+//! worker threads.
+
+use std::process::ExitCode;
+
+use memha::cli::{self, Cli, RunOptions};
+use memha_server::auth::AuthTable;
+use memha_server::Shared;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match cli::parse_args(&args) {
+        Ok(Cli::Help) => {
+            print!("{}", cli::help_text());
+            ExitCode::SUCCESS
+        }
+        Ok(Cli::Version) => {
+            println!("{}", cli::version_line());
+            ExitCode::SUCCESS
+        }
+        Ok(Cli::Run(opts)) => match run(*opts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("memha: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("memha: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(opts: RunOptions) -> Result<(), String> {
+    init_logging(opts.server.verbosity);
+    if !opts.repl_peers.is_empty() || opts.repl_port.is_some() {
+        return Err(
+            "replication (-x/-X) is not available in this build of memha yet; \
+                    start without -x/-X to run a single node"
+                .into(),
+        );
+    }
+    for flag in &opts.ignored_flags {
+        tracing::info!("{flag}: accepted for compatibility, no effect in memha");
+    }
+    for opt in &opts.server.ignored_options {
+        tracing::info!("-o {opt}: accepted for compatibility, no effect in memha");
+    }
+    let auth = match &opts.server.auth_file {
+        Some(path) => Some(AuthTable::load(path)?),
+        None => None,
+    };
+    let shared = Shared::new(opts.server.clone(), auth);
+    let bound = memha_server::bind(shared)?;
+    for a in bound.tcp_addrs() {
+        tracing::info!("listening on TCP {a}");
+    }
+    for a in bound.udp_addrs() {
+        tracing::info!("listening on UDP {a}");
+    }
+    if let Some(path) = std::env::var_os("MEMCACHED_PORT_FILENAME") {
+        bound
+            .write_port_file(path.as_ref())
+            .map_err(|e| format!("cannot write the port file {path:?}: {e}"))?;
+    }
+    if opts.daemonize {
+        daemonize(opts.server.verbosity > 0)?;
+    }
+    if let Some(path) = &opts.pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("cannot write the pid file {}: {e}", path.display()))?;
+    }
+    drop_privileges(opts.user.as_deref())?;
+    let result = bound.run();
+    if let Some(path) = &opts.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// `-v` = info, `-vv` = debug, `-vvv` = trace; quiet (warnings only) by default, like
+/// memcached. `RUST_LOG` overrides.
+fn init_logging(verbosity: u32) {
+    let level = match verbosity {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Detach from the terminal (`-d`). Runs before any thread exists, so `fork` is safe.
+fn daemonize(keep_stderr: bool) -> Result<(), String> {
+    // SAFETY: the process is single-threaded here (no runtime started yet), so the child
+    // inherits a consistent state; the parent exits at once without running destructors.
+    unsafe {
+        match libc::fork() {
+            -1 => {
+                return Err(format!(
+                    "cannot daemonize: fork failed: {}",
+                    std::io::Error::last_os_error()
+                ))
+            }
+            0 => {}
+            _ => libc::_exit(0),
+        }
+        if libc::setsid() == -1 {
+            return Err(format!(
+                "cannot daemonize: setsid failed: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let devnull = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if devnull >= 0 {
+            libc::dup2(devnull, 0);
+            libc::dup2(devnull, 1);
+            if !keep_stderr {
+                libc::dup2(devnull, 2);
+            }
+            if devnull > 2 {
+                libc::close(devnull);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `-u user`: switch to that user when started as root. As root without `-u`, memha keeps
+/// running as root but says so (memcached refuses; a cache rarely needs root, but memha's
+/// VRRP speaker will, so the choice is left to the operator).
+fn drop_privileges(user: Option<&str>) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let Some(user) = user else {
+        if euid == 0 {
+            tracing::warn!("running as root; pass -u <user> to drop privileges");
+        }
+        return Ok(());
+    };
+    if euid != 0 {
+        return Ok(());
+    }
+    let name = std::ffi::CString::new(user).map_err(|_| format!("-u {user:?}: bad user name"))?;
+    // SAFETY: getpwnam returns a pointer into static storage or null; we copy the ids out
+    // before any other call that could overwrite it.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return Err(format!("-u {user}: no such user"));
+    }
+    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    // SAFETY: plain syscalls on ids read above.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0 && uid != 0 {
+            return Err(format!(
+                "-u {user}: setgroups failed: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+            return Err(format!(
+                "-u {user}: cannot switch to this user: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! Sockets: binding listeners, accepting with the connection limit, and the per-connection
+//! read → process → write loop. This is the only module that touches client sockets.
+//!
+//! Binding is split from serving ([`bind`] then [`Bound::run`]) so that a port already in use
+//! or a bad address is reported before the process daemonizes or drops privileges, and so
+//! no thread exists yet when `-d` forks.
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::session::{Control, Session};
+use crate::shared::{unix_now, ConnGuard, Shared, Stop};
+use crate::udp;
+
+/// Read buffer size for a new connection; it grows for large values and shrinks back.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Listening sockets, bound but not yet served.
+pub struct Bound {
+    shared: Arc<Shared>,
+    tcp: Vec<std::net::TcpListener>,
+    udp: Vec<std::net::UdpSocket>,
+    unix: Option<(std::os::unix::net::UnixListener, PathBuf)>,
+}
+
+impl Bound {
+    /// The TCP addresses actually bound (useful with `-p 0`).
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.udp
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Write memcached's port file (`MEMCACHED_PORT_FILENAME`): one `TCP INET: <port>` /
+    /// `UDP INET: <port>` line per socket, so scripts and tests can use `-p 0`.
+    pub fn write_port_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        for a in self.tcp_addrs() {
+            let fam = if a.is_ipv4() { "INET" } else { "INET6" };
+            writeln!(f, "TCP {fam}: {}", a.port())?;
+        }
+        for a in self.udp_addrs() {
+            let fam = if a.is_ipv4() { "INET" } else { "INET6" };
+            writeln!(f, "UDP {fam}: {}", a.port())?;
+        }
+        drop(f);
+        std::fs::rename(tmp, path)
+    }
+
+    /// Serve until a stop is requested (signal or `shutdown`). Builds the runtime with
+    /// `-t` worker threads.
+    pub fn run(self) -> Result<(), String> {
+        let threads = self.shared.config.threads.max(1);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("memha-worker")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the worker threads: {e}"))?;
+        runtime.block_on(self.serve());
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        Ok(())
+    }
+
+    async fn serve(self) {
+        let shared = self.shared;
+        for l in self.tcp {
+            let l = tokio::net::TcpListener::from_std(l).expect("listener registers with tokio");
+            tokio::spawn(accept_tcp(l, shared.clone()));
+        }
+        for s in self.udp {
+            let s = tokio::net::UdpSocket::from_std(s).expect("udp socket registers with tokio");
+            tokio::spawn(udp::serve(s, shared.clone()));
+        }
+        let unix_path = if let Some((l, path)) = self.unix {
+            let l = tokio::net::UnixListener::from_std(l).expect("listener registers with tokio");
+            tokio::spawn(accept_unix(l, shared.clone()));
+            Some(path)
+        } else {
+            None
+        };
+        tokio::spawn(watch_signals(shared.clone()));
+        let mut stop = shared.stop_signal();
+        let how = wait_stop(&mut stop).await;
+        if how == Stop::Graceful {
+            // Listeners have stopped and idle connections close; give busy ones a moment to
+            // finish the batch they are answering.
+            for _ in 0..100 {
+                if shared.conns.load(Relaxed) == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        if let Some(p) = unix_path {
+            let _ = std::fs::remove_file(p);
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Bind every socket the configuration asks for.
+pub fn bind(shared: Arc<Shared>) -> Result<Bound, String> {
+    let cfg = &shared.config;
+    let mut bound = Bound {
+        shared: shared.clone(),
+        tcp: Vec::new(),
+        udp: Vec::new(),
+        unix: None,
+    };
+    if let Some(path) = &cfg.unix_socket {
+        bound.unix = Some((bind_unix(path, cfg.unix_mask)?, path.clone()));
+        return Ok(bound);
+    }
+    let explicit = !cfg.listen.is_empty();
+    let addrs: Vec<IpAddr> = if explicit {
+        cfg.listen.clone()
+    } else {
+        vec![
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        ]
+    };
+    for ip in &addrs {
+        match bind_tcp(SocketAddr::new(*ip, cfg.tcp_port), cfg.backlog) {
+            Ok(l) => bound.tcp.push(l),
+            // Hosts without IPv6 still serve IPv4 when no address was asked for.
+            Err(_) if !explicit && ip.is_ipv6() => {}
+            Err(e) => {
+                return Err(format!(
+                    "cannot listen on TCP {ip} port {}: {e}",
+                    cfg.tcp_port
+                ))
+            }
+        }
+        if cfg.udp_port != 0 {
+            match bind_udp(SocketAddr::new(*ip, cfg.udp_port)) {
+                Ok(s) => bound.udp.push(s),
+                Err(_) if !explicit && ip.is_ipv6() => {}
+                Err(e) => {
+                    return Err(format!(
+                        "cannot listen on UDP {ip} port {}: {e}",
+                        cfg.udp_port
+                    ))
+                }
+            }
+        }
+    }
+    Ok(bound)
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(socket.into())
+}
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+fn bind_unix(path: &PathBuf, mask: u32) -> Result<std::os::unix::net::UnixListener, String> {
+    use std::os::unix::fs::PermissionsExt;
+    // A socket file left by a previous run would make bind fail; remove it only if it is a
+    // socket, never a regular file someone pointed -s at by mistake.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if meta.file_type().is_socket() {
+            let _ = std::fs::remove_file(path);
+        } else {
+            return Err(format!(
+                "cannot listen on unix socket {}: the path exists and is not a socket",
+                path.display()
+            ));
+        }
+    }
+    let l = std::os::unix::net::UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on unix socket {}: {e}", path.display()))?;
+    l.set_nonblocking(true)
+        .map_err(|e| format!("unix socket {}: {e}", path.display()))?;
+    let mode = 0o777 & !mask;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    Ok(l)
+}
+
+async fn wait_stop(stop: &mut watch::Receiver<Stop>) -> Stop {
+    loop {
+        let now = *stop.borrow_and_update();
+        if now != Stop::Running {
+            return now;
+        }
+        if stop.changed().await.is_err() {
+            return Stop::Now;
+        }
+    }
+}
+
+async fn watch_signals(shared: Arc<Shared>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; stop memha with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: stopping"); shared.stop(Stop::Now) }
+        _ = int.recv() => { tracing::info!("SIGINT: stopping"); shared.stop(Stop::Now) }
+        _ = usr1.recv() => { tracing::info!("SIGUSR1: graceful stop"); shared.stop(Stop::Graceful) }
+    }
+}
+
+/// Count a new connection against `-c`; `None` if over the limit.
+fn admit(shared: &Arc<Shared>) -> Option<ConnGuard> {
+    let n = shared.conns.fetch_add(1, Relaxed) + 1;
+    let guard = ConnGuard(shared.clone());
+    if n > shared.config.max_connections {
+        shared.stats.rejected_connections.fetch_add(1, Relaxed);
+        return None;
+    }
+    shared.stats.total_connections.fetch_add(1, Relaxed);
+    Some(guard)
+}
+
+async fn accept_tcp(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let mut stop = shared.stop_signal();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = wait_stop(&mut stop) => return,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                let Some(guard) = admit(&shared) else {
+                    tokio::spawn(reject(stream));
+                    continue;
+                };
+                tokio::spawn(serve_conn(stream, guard));
+            }
+            Err(e) => accept_error(e).await,
+        }
+    }
+}
+
+async fn accept_unix(listener: tokio::net::UnixListener, shared: Arc<Shared>) {
+    let mut stop = shared.stop_signal();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = wait_stop(&mut stop) => return,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let Some(guard) = admit(&shared) else {
+                    tokio::spawn(reject(stream));
+                    continue;
+                };
+                tokio::spawn(serve_conn(stream, guard));
+            }
+            Err(e) => accept_error(e).await,
+        }
+    }
+}
+
+/// Out of file descriptors (or similar): back off instead of spinning on accept.
+async fn accept_error(e: std::io::Error) {
+    tracing::warn!("accept failed: {e}; retrying in 10 ms");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+async fn reject<S: AsyncWrite + Unpin>(mut stream: S) {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(b"ERROR Too many open connections\r\n"),
+    )
+    .await;
+}
+
+/// One client connection: read what is there, answer every complete request with one write.
+async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, guard: ConnGuard) {
+    let shared = guard.0.clone();
+    let mut stop = shared.stop_signal();
+    let mut session = Session::new(shared.clone());
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let idle = match shared.config.idle_timeout {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    };
+    loop {
+        if input.capacity() - input.len() < READ_CHUNK / 4 {
+            input.reserve(READ_CHUNK);
+        }
+        let read = async {
+            match idle {
+                Some(d) => tokio::time::timeout(d, stream.read_buf(&mut input)).await,
+                None => Ok(stream.read_buf(&mut input).await),
+            }
+        };
+        let n = tokio::select! {
+            r = read => r,
+            // Stopping (now or gracefully): a connection waiting for its next request has
+            // nothing in flight, so it can close without cutting a reply short.
+            _ = wait_stop(&mut stop) => return,
+        };
+        let n = match n {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => n,
+            Err(_elapsed) => {
+                shared.stats.idle_kicks.fetch_add(1, Relaxed);
+                return;
+            }
+        };
+        session.counters.bytes_read += n as u64;
+        loop {
+            let now = unix_now() as u32;
+            let (consumed, control) = session.process(&input, &mut out, now);
+            input.advance(consumed);
+            if !out.is_empty() {
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+                session.counters.bytes_written += out.len() as u64;
+                if out.capacity() > 4 * READ_CHUNK {
+                    out = Vec::with_capacity(READ_CHUNK);
+                } else {
+                    out.clear();
+                }
+            }
+            shared.stats.absorb(&mut session.counters);
+            match control {
+                Control::NeedInput => break,
+                Control::Yield => tokio::task::yield_now().await,
+                Control::Close => {
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+            }
+        }
+        // Give back the memory of a large value once it has been handled.
+        if input.is_empty() && input.capacity() > 4 * READ_CHUNK {
+            input = BytesMut::with_capacity(READ_CHUNK);
+        }
+    }
+}
