@@ -10,11 +10,13 @@
 //! - [`text`]: memcached's classic text protocol (`get`, `set`, `incr`, `stats`, …).
 //! - [`reply`]: helpers that compose text replies into an output buffer.
 
+pub mod binary;
+pub mod meta;
 pub mod reply;
 pub mod request;
 pub mod text;
 
-pub use request::{Command, StoreMode};
+pub use request::{Command, ItemInfo, MetaRequest, Outcome, Status, StoreMode};
 pub use text::{parse, Limits, Parsed};
 
 /// Longest key memcached accepts, in bytes.

@@ -39,7 +39,11 @@ impl Default for Limits {
 }
 
 /// The outcome of looking at the front of a read buffer.
+///
+/// `Request` is large (a meta request carries its decoded base64 key inline); it lives on the
+/// stack for one request, which is cheaper than boxing (an allocation per request).
 #[derive(Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed<'a> {
     /// A whole request: execute it, then drop `consumed` bytes.
     Request { cmd: Command<'a>, consumed: usize },
@@ -86,12 +90,17 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
     if let Some(stripped) = line.strip_suffix(b"\r") {
         line = stripped;
     }
+    // memcached 1.6.45 refuses any line shorter than 4 bytes, newline included (`" \n"`,
+    // `"\r\n"`), as malformed before looking at it (metaget.t's first check).
+    if consumed < 4 {
+        return error(BAD_FORMAT, consumed);
+    }
     if nl > MAX_LINE && !is_retrieval(line) {
         return Parsed::Close;
     }
     let mut tokens = Tokens::new(line);
     let Some(cmd) = tokens.next() else {
-        // memcached 1.6.45 answers an empty line with ERROR.
+        // A longer blank line: memcached 1.6.45 finds no command word and answers ERROR.
         return error("ERROR\r\n", consumed);
     };
     match cmd {
@@ -140,6 +149,9 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<'a> {
                 return error(BAD_FORMAT, consumed);
             }
             request(Command::AdminNoop { noreply }, consumed)
+        }
+        b"mg" | b"ms" | b"md" | b"ma" | b"mn" | b"me" => {
+            crate::meta::parse(cmd, buf, line.len(), consumed, limits)
         }
         _ if is_http(cmd) => Parsed::Close,
         _ => error("ERROR\r\n", consumed),
@@ -212,7 +224,9 @@ fn parse_store<'a>(
 ) -> Parsed<'a> {
     let noreply = tokens.last() == Some(b"noreply");
     let want = if mode == StoreMode::Cas { 5 } else { 4 };
-    let count = tokens.count_remaining() - usize::from(noreply);
+    let count = tokens
+        .count_remaining()
+        .saturating_sub(usize::from(noreply));
     let (Some(key), Some(flags), Some(exptime), Some(len)) =
         (tokens.next(), tokens.next(), tokens.next(), tokens.next())
     else {
@@ -265,7 +279,12 @@ fn parse_store<'a>(
         return Parsed::Incomplete { need: Some(total) };
     }
     if &buf[line_len + len..total] != b"\r\n" {
-        return error("CLIENT_ERROR bad data chunk\r\n", total);
+        let reply = if noreply {
+            ""
+        } else {
+            "CLIENT_ERROR bad data chunk\r\n"
+        };
+        return error(reply, total);
     }
     request(
         Command::Store {
@@ -282,16 +301,19 @@ fn parse_store<'a>(
 }
 
 fn parse_delete(mut tokens: Tokens<'_>, consumed: usize) -> Parsed<'_> {
-    let noreply = tokens.last() == Some(b"noreply");
     let Some(key) = tokens.next() else {
         return error(BAD_FORMAT, consumed);
     };
+    // Only a token after the key can be `noreply` (a key may be named "noreply").
+    let noreply = tokens.last() == Some(b"noreply");
     if key.len() > MAX_KEY_LEN {
         return error(BAD_FORMAT, consumed);
     }
     // `delete <key> [0] [noreply]`: the old hold time is accepted only as 0 (as memcached
     // 1.6.18 and memcapable expect); anything else is refused, silently under noreply.
-    let extra = tokens.count_remaining() - usize::from(noreply);
+    let extra = tokens
+        .count_remaining()
+        .saturating_sub(usize::from(noreply));
     let ok = match extra {
         0 => true,
         1 => tokens.next() == Some(b"0"),
@@ -310,7 +332,9 @@ fn parse_delete(mut tokens: Tokens<'_>, consumed: usize) -> Parsed<'_> {
 
 fn parse_arith(incr: bool, mut tokens: Tokens<'_>, consumed: usize) -> Parsed<'_> {
     let noreply = tokens.last() == Some(b"noreply");
-    let count = tokens.count_remaining() - usize::from(noreply);
+    let count = tokens
+        .count_remaining()
+        .saturating_sub(usize::from(noreply));
     let (Some(key), Some(delta)) = (tokens.next(), tokens.next()) else {
         return error(BAD_FORMAT, consumed);
     };
@@ -333,7 +357,9 @@ fn parse_arith(incr: bool, mut tokens: Tokens<'_>, consumed: usize) -> Parsed<'_
 
 fn parse_touch(mut tokens: Tokens<'_>, consumed: usize) -> Parsed<'_> {
     let noreply = tokens.last() == Some(b"noreply");
-    let count = tokens.count_remaining() - usize::from(noreply);
+    let count = tokens
+        .count_remaining()
+        .saturating_sub(usize::from(noreply));
     let (Some(key), Some(exptime)) = (tokens.next(), tokens.next()) else {
         return error(BAD_FORMAT, consumed);
     };
@@ -355,7 +381,9 @@ fn parse_touch(mut tokens: Tokens<'_>, consumed: usize) -> Parsed<'_> {
 
 fn parse_flush(mut tokens: Tokens<'_>, consumed: usize) -> Parsed<'_> {
     let noreply = tokens.last() == Some(b"noreply");
-    let count = tokens.count_remaining() - usize::from(noreply);
+    let count = tokens
+        .count_remaining()
+        .saturating_sub(usize::from(noreply));
     let delay = match count {
         0 => 0,
         1 => match tokens.next().and_then(parse_i32) {
@@ -369,7 +397,9 @@ fn parse_flush(mut tokens: Tokens<'_>, consumed: usize) -> Parsed<'_> {
 
 fn parse_verbosity(mut tokens: Tokens<'_>, consumed: usize) -> Parsed<'_> {
     let noreply = tokens.last() == Some(b"noreply");
-    let count = tokens.count_remaining() - usize::from(noreply);
+    let count = tokens
+        .count_remaining()
+        .saturating_sub(usize::from(noreply));
     if count != 1 || tokens.next().and_then(parse_u32).is_none() {
         return error(BAD_FORMAT, consumed);
     }
@@ -378,7 +408,9 @@ fn parse_verbosity(mut tokens: Tokens<'_>, consumed: usize) -> Parsed<'_> {
 
 fn parse_memlimit(mut tokens: Tokens<'_>, consumed: usize) -> Parsed<'_> {
     let noreply = tokens.last() == Some(b"noreply");
-    let count = tokens.count_remaining() - usize::from(noreply);
+    let count = tokens
+        .count_remaining()
+        .saturating_sub(usize::from(noreply));
     match (count, tokens.next().and_then(parse_u64)) {
         (1, Some(megabytes)) => request(Command::CacheMemlimit { megabytes, noreply }, consumed),
         _ => error(BAD_FORMAT, consumed),
@@ -598,6 +630,18 @@ mod tests {
             }
         ));
         assert_eq!(p(b"delete k 10 noreply\r\n"), error("", 21));
+        // Found by fuzzing: a key named "noreply" underflowed the token count.
+        assert!(matches!(
+            p(b"delete noreply\r\n"),
+            Parsed::Request {
+                cmd: Command::Delete {
+                    key: b"noreply",
+                    noreply: false
+                },
+                ..
+            }
+        ));
+        assert!(matches!(p(b"delete  noreply\n"), Parsed::Request { .. }));
         assert!(matches!(p(b"delete k 10\r\n"), Parsed::Error { .. }));
     }
 

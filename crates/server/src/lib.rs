@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod exec;
 pub mod net;
 pub mod session;
 pub mod shared;

@@ -6,24 +6,27 @@
 //! of I/O makes the whole request path testable with plain byte slices, and is what lets a
 //! pipelined batch cost one read and one write instead of one syscall per request.
 
+mod binary;
+
 use std::sync::Arc;
 
-use memha_protocol::reply::push_u64;
+use memha_protocol::meta;
+use memha_protocol::reply::{push_u64, push_value};
+use memha_protocol::request::{self, ArithMode, Key, MetaCmd, SetMode};
 use memha_protocol::text::{self, Limits, Parsed};
-use memha_protocol::{request, Command, StoreMode};
-use memha_store::{ArithResult, DeleteResult, Lookup, SetMode, StoreResult};
+use memha_protocol::{Command, MetaRequest, Outcome, Status, StoreMode};
+
+use memha_store::{class_of_item, ReadOptions};
 
 use crate::config::BindingProtocol;
-use crate::shared::{DetailOp, Shared, Stop};
+use crate::exec::{self, ReadKind, Reply};
+use crate::shared::{Shared, Stop};
 use crate::stats::Counters;
 use crate::stats_cmd;
 
 /// Flush the output to the socket once it holds this much, before parsing further, so a
 /// client that pipelines many large gets (or never reads) cannot grow it without bound.
 pub const OUT_HIGH_WATER: usize = 256 * 1024;
-
-/// Thirty days: memcached's line between relative and absolute expiry times.
-const REALTIME_MAXDELTA: i64 = 60 * 60 * 24 * 30;
 
 /// What the connection task should do after a call to [`Session::process`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,17 +88,15 @@ impl Session {
     /// Handle the requests at the front of `input`. Returns how many bytes were consumed
     /// (the caller drops them) and what to do next. Replies are appended to `out`.
     pub fn process(&mut self, input: &[u8], out: &mut Vec<u8>, now: u32) -> (usize, Control) {
-        if self.proto != Proto::Text && !input.is_empty() {
-            let binary = input[0] == BINARY_REQUEST_MAGIC;
-            match (self.proto, binary) {
-                (Proto::Undecided, false) => self.proto = Proto::Text,
-                // The binary protocol is not served yet: close rather than answer binary
-                // requests with text, which a binary client would misread.
-                (_, true) => return (0, Control::Close),
-                // `-B binary` and a request that is not binary: a broken client.
-                (Proto::Binary, false) => return (0, Control::Close),
-                (Proto::Text, _) => unreachable!(),
-            }
+        if self.proto == Proto::Undecided && !input.is_empty() {
+            self.proto = if input[0] == BINARY_REQUEST_MAGIC {
+                Proto::Binary
+            } else {
+                Proto::Text
+            };
+        }
+        if self.proto == Proto::Binary {
+            return self.process_binary(input, out, now);
         }
         let mut pos = 0;
         let mut handled = 0;
@@ -126,7 +127,12 @@ impl Session {
                     swallow,
                 } => {
                     self.counters.malformed_requests += 1;
-                    out.extend_from_slice(reply.as_bytes());
+                    if self.authenticated {
+                        out.extend_from_slice(reply.as_bytes());
+                    } else {
+                        // Before login, say only that: no hints about the command set.
+                        out.extend_from_slice(b"CLIENT_ERROR unauthenticated\r\n");
+                    }
                     pos += consumed;
                     self.swallow = swallow;
                 }
@@ -184,70 +190,40 @@ impl Session {
                 cas,
                 noreply,
             } => {
-                c.cmd_set += 1;
-                let exptime = abs_exptime(exptime, now);
-                let (set_mode, cas) = match mode {
-                    StoreMode::Set => (SetMode::Set, None),
-                    StoreMode::Add => (SetMode::Add, None),
-                    StoreMode::Replace => (SetMode::Replace, None),
-                    StoreMode::Append => (SetMode::Append, None),
-                    StoreMode::Prepend => (SetMode::Prepend, None),
+                let mut req = MetaRequest::new(MetaCmd::Set, Key::Raw(key));
+                req.set_mode = match mode {
+                    StoreMode::Set | StoreMode::Cas => SetMode::Set,
+                    StoreMode::Add => SetMode::Add,
+                    StoreMode::Replace => SetMode::Replace,
+                    StoreMode::Append => SetMode::Append,
+                    StoreMode::Prepend => SetMode::Prepend,
+                };
+                if mode == StoreMode::Cas {
                     // With -C every item's unique reads as 0, so a cas only needs the item.
-                    StoreMode::Cas if shared.config.cas_disabled => (SetMode::Replace, None),
-                    StoreMode::Cas => (SetMode::Set, Some(cas)),
-                };
-                let result = shared
-                    .store
-                    .store(set_mode, key, flags, exptime, data, cas, now);
-                let reply: &[u8] = match (mode, result) {
-                    (_, StoreResult::Stored) => {
-                        if mode == StoreMode::Cas {
-                            c.cas_hits += 1;
-                        }
-                        b"STORED\r\n"
+                    if shared.config.cas_disabled {
+                        req.set_mode = SetMode::Replace;
+                    } else {
+                        req.compare_cas = Some(cas);
                     }
-                    (StoreMode::Cas, StoreResult::NotStored) => {
-                        c.cas_misses += 1;
-                        b"NOT_FOUND\r\n"
-                    }
-                    (_, StoreResult::NotStored) => b"NOT_STORED\r\n",
-                    (_, StoreResult::Exists) => {
-                        c.cas_badval += 1;
-                        b"EXISTS\r\n"
-                    }
-                    (_, StoreResult::NotFound) => {
-                        c.cas_misses += 1;
-                        b"NOT_FOUND\r\n"
-                    }
-                    (_, StoreResult::TooLarge) => {
-                        c.store_too_large += 1;
-                        b"SERVER_ERROR object too large for cache\r\n"
-                    }
-                    (_, StoreResult::NoMemory) => {
-                        c.store_no_memory += 1;
-                        b"SERVER_ERROR out of memory storing object\r\n"
-                    }
-                };
-                shared.detail.record(key, DetailOp::Set);
-                if !noreply {
-                    out.extend_from_slice(reply);
                 }
+                req.client_flags = Some(flags);
+                req.ttl = Some(exptime);
+                req.data = data;
+                let mut reply = TextReply {
+                    out,
+                    classic: Classic::Store(mode),
+                    noreply,
+                };
+                exec::execute(shared, c, &req, ReadKind::Get, now, &mut reply);
             }
             Command::Delete { key, noreply } => {
-                let reply: &[u8] = match shared.store.delete(key, None, now) {
-                    DeleteResult::Deleted => {
-                        c.delete_hits += 1;
-                        b"DELETED\r\n"
-                    }
-                    DeleteResult::NotFound | DeleteResult::Exists => {
-                        c.delete_misses += 1;
-                        b"NOT_FOUND\r\n"
-                    }
+                let req = MetaRequest::new(MetaCmd::Delete, Key::Raw(key));
+                let mut reply = TextReply {
+                    out,
+                    classic: Classic::Delete,
+                    noreply,
                 };
-                shared.detail.record(key, DetailOp::Delete);
-                if !noreply {
-                    out.extend_from_slice(reply);
-                }
+                exec::execute(shared, c, &req, ReadKind::Get, now, &mut reply);
             }
             Command::Arith {
                 key,
@@ -255,61 +231,44 @@ impl Session {
                 delta,
                 noreply,
             } => {
-                let result = shared.store.arith(key, incr, delta, now);
-                let (hits, misses) = if incr {
-                    (&mut c.incr_hits, &mut c.incr_misses)
+                let mut req = MetaRequest::new(MetaCmd::Arith, Key::Raw(key));
+                req.delta = delta;
+                req.arith_mode = if incr {
+                    ArithMode::Incr
                 } else {
-                    (&mut c.decr_hits, &mut c.decr_misses)
+                    ArithMode::Decr
                 };
-                match result {
-                    ArithResult::Value(v) => {
-                        *hits += 1;
-                        if !noreply {
-                            push_u64(out, v);
-                            out.extend_from_slice(b"\r\n");
-                        }
-                    }
-                    ArithResult::NotFound => {
-                        *misses += 1;
-                        if !noreply {
-                            out.extend_from_slice(b"NOT_FOUND\r\n");
-                        }
-                    }
-                    ArithResult::NonNumeric => {
-                        if !noreply {
-                            out.extend_from_slice(
-                                b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
-                            );
-                        }
-                    }
-                }
+                let mut reply = TextReply {
+                    out,
+                    classic: Classic::Arith,
+                    noreply,
+                };
+                exec::execute(shared, c, &req, ReadKind::Get, now, &mut reply);
             }
             Command::Touch {
                 key,
                 exptime,
                 noreply,
             } => {
-                c.cmd_touch += 1;
-                let hit = shared.store.touch(key, abs_exptime(exptime, now), now);
-                let reply: &[u8] = if hit {
-                    c.touch_hits += 1;
-                    b"TOUCHED\r\n"
-                } else {
-                    c.touch_misses += 1;
-                    b"NOT_FOUND\r\n"
+                let mut req = MetaRequest::new(MetaCmd::Get, Key::Raw(key));
+                req.ttl = Some(exptime);
+                let mut reply = TextReply {
+                    out,
+                    classic: Classic::Touch,
+                    noreply,
                 };
-                if !noreply {
-                    out.extend_from_slice(reply);
-                }
+                exec::execute(shared, c, &req, ReadKind::Touch, now, &mut reply);
             }
             Command::FlushAll { delay, noreply } => {
+                c.cmd_flush += 1;
                 if shared.config.flush_disabled {
-                    out.extend_from_slice(b"CLIENT_ERROR flush_all not allowed\r\n");
+                    if !noreply {
+                        out.extend_from_slice(b"CLIENT_ERROR flush_all not allowed\r\n");
+                    }
                     return Step::Done;
                 }
-                c.cmd_flush += 1;
                 if delay > 0 {
-                    shared.store.flush_all(Some(abs_exptime(delay, now)));
+                    shared.store.flush_all(Some(exec::abs_exptime(delay, now)));
                 } else {
                     shared.store.flush_all(None);
                 }
@@ -344,6 +303,13 @@ impl Session {
                     );
                     return Step::Done;
                 }
+                // A byte count typed by mistake would lift the cap entirely.
+                if megabytes > 1_000_000_000 {
+                    out.extend_from_slice(
+                        b"MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n",
+                    );
+                    return Step::Done;
+                }
                 let bytes =
                     usize::try_from(megabytes.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
                 shared.store.set_memory_limit(bytes);
@@ -354,6 +320,34 @@ impl Session {
             }
             Command::Stats { args } => {
                 stats_cmd::stats(shared, &mut self.counters, args, out, now);
+            }
+            Command::Meta(req) => {
+                let kind = match (req.cmd, req.ttl) {
+                    (MetaCmd::Get, Some(_)) => ReadKind::GetAndTouch,
+                    _ => ReadKind::Get,
+                };
+                exec::execute(shared, c, &req, kind, now, &mut MetaReply { out });
+            }
+            Command::MetaNoop => meta::compose_noop(out),
+            Command::MetaDebug { key, base64 } => {
+                let opts = ReadOptions {
+                    bump: false,
+                    ..ReadOptions::default()
+                };
+                let info = shared
+                    .store
+                    .read(key.as_bytes(), now, &opts, |view, _| {
+                        (
+                            exec::ttl_left(view.exptime, now),
+                            u64::from(now.saturating_sub(view.atime)),
+                            view.cas,
+                            view.fetched,
+                            class_of_item(view.key.len(), view.value.len()),
+                            view.key.len() + view.value.len(),
+                        )
+                    })
+                    .hit();
+                meta::compose_debug(out, key.as_bytes(), base64, info);
             }
             Command::AdminNoop { noreply } => {
                 if !noreply {
@@ -375,8 +369,6 @@ impl Session {
     ) -> Step {
         let shared = &*self.shared;
         let c = &mut self.counters;
-        let touch = touch.map(|t| abs_exptime(t, now));
-        let show_cas = with_cas && !shared.config.cas_disabled;
         let start = self.get_resume;
         for key in request::keys(&keys[start..]) {
             if out.len() >= OUT_HIGH_WATER {
@@ -384,39 +376,20 @@ impl Session {
                 self.get_resume = key.as_ptr() as usize - keys.as_ptr() as usize;
                 return Step::Partial;
             }
-            let found = shared.store.get(key, now, touch, |item| {
-                let cas = if show_cas {
-                    Some(item.cas)
-                } else if with_cas {
-                    Some(0)
-                } else {
-                    None
-                };
-                text_value(out, item.key, item.flags, item.value, cas);
-            });
-            let hit = matches!(found, Lookup::Hit(()));
-            if touch.is_some() {
-                c.cmd_touch += 1;
-                if hit {
-                    c.touch_hits += 1;
-                } else {
-                    c.touch_misses += 1;
-                }
-            }
-            c.cmd_get += 1;
-            match found {
-                Lookup::Hit(()) => c.get_hits += 1,
-                Lookup::Miss => c.get_misses += 1,
-                Lookup::Expired => {
-                    c.get_misses += 1;
-                    c.get_expired += 1;
-                }
-                Lookup::Flushed => {
-                    c.get_misses += 1;
-                    c.get_flushed += 1;
-                }
-            }
-            shared.detail.record(key, DetailOp::Get { hit });
+            let mut req = MetaRequest::new(MetaCmd::Get, Key::Raw(key));
+            req.ret_value = true;
+            req.ttl = touch;
+            let kind = if touch.is_some() {
+                ReadKind::GetAndTouch
+            } else {
+                ReadKind::Get
+            };
+            let mut reply = TextReply {
+                out,
+                classic: Classic::Get { with_cas },
+                noreply: false,
+            };
+            exec::execute(shared, c, &req, kind, now, &mut reply);
         }
         self.get_resume = 0;
         out.extend_from_slice(b"END\r\n");
@@ -435,7 +408,10 @@ impl Session {
             .auth
             .as_ref()
             .expect("login only runs with auth on");
-        if table.check(data) {
+        if !data.contains(&b' ') {
+            self.counters.auth_errors += 1;
+            out.extend_from_slice(b"CLIENT_ERROR bad authentication token format\r\n");
+        } else if table.check(data) {
             self.authenticated = true;
             out.extend_from_slice(b"STORED\r\n");
         } else {
@@ -454,37 +430,73 @@ enum Step {
     Close,
 }
 
-fn text_value(out: &mut Vec<u8>, key: &[u8], flags: u32, value: &[u8], cas: Option<u64>) {
-    memha_protocol::reply::push_value(out, key, flags, value, cas);
+/// Composes meta replies (`HD`, `VA`, `EN` … with return flags).
+struct MetaReply<'o> {
+    out: &'o mut Vec<u8>,
 }
 
-/// memcached's expiry rules: 0 = never, negative = already expired, up to 30 days = relative
-/// seconds, beyond = an absolute Unix time. Returns an absolute Unix time (0 = never).
-pub fn abs_exptime(exptime: i64, now: u32) -> u32 {
-    if exptime == 0 {
-        0
-    } else if exptime < 0 {
-        // Any time in the past: the item is stored and misses at once.
-        1
-    } else if exptime <= REALTIME_MAXDELTA {
-        now.saturating_add(exptime as u32)
-    } else {
-        // An absolute time. One at or before now expires at once but must not mean "never".
-        (exptime as u64).min(u32::MAX as u64).max(1) as u32
+impl Reply for MetaReply<'_> {
+    fn reply(&mut self, req: &MetaRequest<'_>, outcome: &Outcome, value: Option<&[u8]>) {
+        meta::compose(self.out, req, outcome, value);
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The classic text command a request came from: it decides the reply's shape.
+#[derive(Clone, Copy)]
+enum Classic {
+    Get { with_cas: bool },
+    Touch,
+    Store(StoreMode),
+    Delete,
+    Arith,
+}
 
-    #[test]
-    fn exptime_rules() {
-        let now = 1_700_000_000;
-        assert_eq!(abs_exptime(0, now), 0);
-        assert_eq!(abs_exptime(-1, now), 1);
-        assert_eq!(abs_exptime(10, now), now + 10);
-        assert_eq!(abs_exptime(REALTIME_MAXDELTA, now), now + 2_592_000);
-        assert_eq!(abs_exptime(REALTIME_MAXDELTA + 1, now), 2_592_001);
+/// Composes classic text replies (`VALUE …`, `STORED`, `DELETED`, numbers …).
+struct TextReply<'o> {
+    out: &'o mut Vec<u8>,
+    classic: Classic,
+    noreply: bool,
+}
+
+impl Reply for TextReply<'_> {
+    fn reply(&mut self, req: &MetaRequest<'_>, outcome: &Outcome, value: Option<&[u8]>) {
+        let out = &mut *self.out;
+        if let Classic::Get { with_cas } = self.classic {
+            if let (Status::Hit, Some(item), Some(value)) = (outcome.status, outcome.item, value) {
+                let cas = with_cas.then_some(item.cas);
+                push_value(out, req.key.as_bytes(), item.flags, value, cas);
+            }
+            return;
+        }
+        if self.noreply {
+            return;
+        }
+        let line: &[u8] = match (self.classic, outcome.status) {
+            (Classic::Touch, Status::Hit) => b"TOUCHED\r\n",
+            (Classic::Touch, _) => b"NOT_FOUND\r\n",
+            (Classic::Arith, Status::Hit) => {
+                push_u64(out, outcome.item.map_or(0, |i| i.number));
+                b"\r\n"
+            }
+            (Classic::Arith, Status::NonNumeric) => {
+                b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+            }
+            (Classic::Arith, _) => b"NOT_FOUND\r\n",
+            (Classic::Delete, Status::Deleted) => b"DELETED\r\n",
+            (Classic::Delete, _) => b"NOT_FOUND\r\n",
+            (Classic::Store(_), Status::Stored) => b"STORED\r\n",
+            // A cas without CAS support (-C) runs as a replace: "not stored" means missing.
+            (Classic::Store(StoreMode::Cas), Status::NotStored) => b"NOT_FOUND\r\n",
+            (Classic::Store(_), Status::NotStored) => b"NOT_STORED\r\n",
+            (Classic::Store(_), Status::Exists) => b"EXISTS\r\n",
+            (Classic::Store(_), Status::NotFound) => b"NOT_FOUND\r\n",
+            (Classic::Store(_), Status::TooLarge) => b"SERVER_ERROR object too large for cache\r\n",
+            (Classic::Store(_), Status::NoMemory) => {
+                b"SERVER_ERROR out of memory storing object\r\n"
+            }
+            (Classic::Store(_), _) => b"SERVER_ERROR unexpected store result\r\n",
+            (Classic::Get { .. }, _) => return,
+        };
+        out.extend_from_slice(line);
     }
 }

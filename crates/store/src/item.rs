@@ -12,7 +12,8 @@
 //!     16     4  atime (unix seconds of last access)
 //!     20     4  value_len
 //!     24     1  key_len
-//!     25     1  bits (bit0 = CLOCK visited, bit1 = fetched since stored)
+//!     25     1  bits (bit0 = CLOCK visited, bit1 = fetched since stored,
+//!                     bit2 = stale (meta invalidation), bit3 = recache win sent)
 //!     26     .  key bytes, then value bytes
 //! ```
 //!
@@ -42,6 +43,12 @@ const OFF_BITS: usize = 25;
 
 pub(crate) const BIT_VISITED: u8 = 1;
 pub(crate) const BIT_FETCHED: u8 = 2;
+/// The item was invalidated (`md I`) or stored as stale (`ms I` with an old
+/// CAS): readers see it flagged stale (meta `X`).
+pub(crate) const BIT_STALE: u8 = 4;
+/// A reader has been handed the "win" token to recache this item (meta `W`);
+/// later readers are told so (meta `Z`).
+pub(crate) const BIT_WIN_SENT: u8 = 8;
 
 /// Owning pointer to one item allocation. Deliberately neither `Copy` nor
 /// `Clone`: the hash table owns it, removing it from the table hands the

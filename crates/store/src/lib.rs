@@ -28,20 +28,30 @@
 //! * **Versions** (`version.rs`): a hybrid logical clock; the version doubles
 //!   as the CAS unique and encodes the write time, which is what makes
 //!   `flush_all` a single comparison ("version below X is dead").
+//! * **Meta operations** (`meta.rs`): `read` / `write` / `remove` /
+//!   `arith_ext` take every option memcached's meta and binary protocols
+//!   need (vivify, recache tokens, stale items, explicit versions); the
+//!   classic `store_versioned` / `delete` / `arith_versioned` are thin
+//!   wrappers over them.
 //! * **Time** is passed in by the caller (`now`, unix seconds); the store only
 //!   reads the wall clock to mint versions. Dead items are removed lazily when
 //!   a lookup or the CLOCK hand finds them.
 
 mod classes;
 mod item;
+mod meta;
 mod shard;
 mod version;
 
 pub use classes::ClassStats;
 pub use item::{HEADER_SIZE, MAX_KEY_LEN};
+pub use meta::{
+    ArithOptions, ArithOutcome, ArithStatus, ReadFlags, ReadOptions, RemoveOptions, RemoveResult,
+    WriteOptions, WriteResult,
+};
 pub use version::{version_floor_at_ms, version_node_id, version_time_ms, EPOCH_MS, MAX_NODE_ID};
 
-use item::{ItemPtr, BIT_FETCHED, BIT_VISITED};
+use item::{BIT_FETCHED, BIT_VISITED};
 use parking_lot::Mutex;
 use shard::{Dead, Liveness, Shard, KEY_HASHER};
 use std::hash::BuildHasher;
@@ -213,14 +223,23 @@ const _: fn() = || {
     assert_send_sync::<Store>();
 };
 
+/// The reporting size class (1-based, as memcached's slab class ids) of an
+/// item with this key and value length (e.g. for `me`'s `cls=`).
+pub fn class_of_item(key_len: usize, value_len: usize) -> usize {
+    classes::class_of(HEADER_OVERHEAD + key_len + value_len + 2)
+}
+
 #[inline]
 fn too_large(key_len: usize, value_len: usize, max: usize) -> bool {
     HEADER_OVERHEAD + key_len + value_len + 2 > max
 }
 
 /// memcached incr/decr operand: 1..=20 ASCII digits that fit in a u64.
+/// Like memcached's `safe_strtoull`: whitespace around the digits is allowed (memcached's
+/// own `decr` used to leave space padding behind), anything else is not.
 fn parse_decimal(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 20 || !v.iter().all(u8::is_ascii_digit) {
+    let v = v.trim_ascii();
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
     v.iter().try_fold(0u64, |acc, &d| {
@@ -479,124 +498,26 @@ impl Store {
         cas: Option<u64>,
         now: u32,
     ) -> (StoreResult, Option<u64>) {
-        let hash = self.hash(key);
-        let si = self.shard_index(hash);
-        let delete_on_fail = mode == SetMode::Set && cas.is_none();
-        let concat = matches!(mode, SetMode::Append | SetMode::Prepend);
-        if !concat && too_large(key.len(), value.len(), self.item_size_max) {
-            self.store_too_large.fetch_add(1, Ordering::Relaxed);
-            if delete_on_fail {
-                self.remove_key(si, hash, key);
-            }
-            return (StoreResult::TooLarge, None);
-        }
-        for attempt in 0..STORE_ATTEMPTS {
-            let live = self.liveness(now);
-            let mut sh = self.shard(si).lock();
-            let found = self.lookup(&mut sh, hash, key, &live, false).ok();
-            match (mode, found) {
-                (SetMode::Add, Some(i)) => {
-                    let it = sh.item_mut(i);
-                    it.set_bits(it.bits() | BIT_VISITED);
-                    it.set_atime(now);
-                    return (StoreResult::NotStored, None);
-                }
-                (SetMode::Add, None) => {}
-                (SetMode::Set, None) if cas.is_some() => return (StoreResult::NotFound, None),
-                (SetMode::Set, None) => {}
-                (_, None) => return (StoreResult::NotStored, None),
-                (_, Some(i)) => {
-                    if let Some(c) = cas {
-                        if sh.item(i).cas() != c {
-                            return (StoreResult::Exists, None);
-                        }
-                    }
-                }
-            }
-
-            // Build the new item outside the table.
-            let (new_flags, new_exptime, vlen) = match (concat, found) {
-                (true, Some(i)) => {
-                    let old = sh.item(i);
-                    (old.flags(), old.exptime(), old.value_len() + value.len())
-                }
-                _ => (flags, exptime, value.len()),
-            };
-            if concat && too_large(key.len(), vlen, self.item_size_max) {
-                self.store_too_large.fetch_add(1, Ordering::Relaxed);
-                return (StoreResult::TooLarge, None);
-            }
-            let Some(mut it) = ItemPtr::alloc(key, vlen) else {
-                break;
-            };
-            match (mode, found) {
-                (SetMode::Append, Some(i)) => {
-                    let old = sh.item(i).value();
-                    let dst = it.value_mut();
-                    dst[..old.len()].copy_from_slice(old);
-                    dst[old.len()..].copy_from_slice(value);
-                }
-                (SetMode::Prepend, Some(i)) => {
-                    let old = sh.item(i).value();
-                    let dst = it.value_mut();
-                    dst[..value.len()].copy_from_slice(value);
-                    dst[value.len()..].copy_from_slice(old);
-                }
-                _ => it.value_mut().copy_from_slice(value),
-            }
-            it.set_flags(new_flags);
-            it.set_exptime(new_exptime);
-            it.set_atime(now);
-            it.set_bits(BIT_VISITED);
-
-            // Net growth: the new chunk, minus the chunk it replaces, plus a
-            // possible table resize for a new key.
-            let need = match found {
-                Some(i) => it.alloc_size().saturating_sub(sh.item(i).alloc_size()),
-                None => it.alloc_size() + sh.insert_growth_bytes(),
-            };
-            if self.make_room_local(&mut sh, need, &live, found) {
-                let v = self.clock.next();
-                it.set_cas(v);
-                match found {
-                    Some(i) => sh.replace_at(i, it, &self.mem, true),
-                    None => {
-                        // Evictions are done: a resize now cannot invalidate
-                        // any bucket index we still hold.
-                        sh.reserve_one(&self.mem);
-                        sh.insert_new(hash, it, &self.mem)
-                    }
-                }
-                return (StoreResult::Stored, Some(v));
-            }
-            it.free();
-            drop(sh);
-            if attempt + 1 == STORE_ATTEMPTS || !self.make_room_global(si, need, now) {
-                break;
-            }
-        }
-        self.store_no_memory.fetch_add(1, Ordering::Relaxed);
-        if delete_on_fail {
-            self.remove_key(si, hash, key);
-        }
-        (StoreResult::NoMemory, None)
+        let w = WriteOptions {
+            compare_cas: cas,
+            ..WriteOptions::new(mode, value, flags, exptime)
+        };
+        let r = self.write_impl(key, now, &w, meta::CasStyle::Classic);
+        let v = (r.result == StoreResult::Stored).then_some(r.version);
+        (r.result, v)
     }
 
     /// Delete; with `cas: Some(c)` only if the live item's version is `c`.
     pub fn delete(&self, key: &[u8], cas: Option<u64>, now: u32) -> DeleteResult {
-        let hash = self.hash(key);
-        let live = self.liveness(now);
-        let mut sh = self.shard(self.shard_index(hash)).lock();
-        let Ok(idx) = self.lookup(&mut sh, hash, key, &live, false) else {
-            return DeleteResult::NotFound;
+        let d = RemoveOptions {
+            compare_cas: cas,
+            ..RemoveOptions::default()
         };
-        if let Some(c) = cas {
-            if sh.item(idx).cas() != c {
-                return DeleteResult::Exists;
-            }
+        match self.remove(key, now, &d) {
+            RemoveResult::Removed => DeleteResult::Deleted,
+            RemoveResult::NotFound => DeleteResult::NotFound,
+            RemoveResult::Exists => DeleteResult::Exists,
         }
-        sh.remove_at(idx, &self.mem);
-        DeleteResult::Deleted
     }
 
     /// memcached incr/decr. See [`Store::arith_versioned`].
@@ -617,49 +538,17 @@ impl Store {
         delta: u64,
         now: u32,
     ) -> (ArithResult, Option<u64>) {
-        let hash = self.hash(key);
-        let live = self.liveness(now);
-        let mut sh = self.shard(self.shard_index(hash)).lock();
-        let Ok(idx) = self.lookup(&mut sh, hash, key, &live, false) else {
-            return (ArithResult::NotFound, None);
+        let a = ArithOptions {
+            incr,
+            delta,
+            ..ArithOptions::default()
         };
-        let Some(cur) = parse_decimal(sh.item(idx).value()) else {
-            return (ArithResult::NonNumeric, None);
-        };
-        let res = if incr {
-            cur.wrapping_add(delta)
-        } else {
-            cur.saturating_sub(delta)
-        };
-        let mut buf = [0u8; 20];
-        let digits = format_decimal(res, &mut buf);
-        let v = self.clock.next();
-        let old_len = sh.item(idx).value_len();
-        if digits.len() <= old_len {
-            let it = sh.item_mut(idx);
-            it.value_mut()[..digits.len()].copy_from_slice(digits);
-            it.shrink_value_len(digits.len());
-            it.set_cas(v);
-            it.set_atime(now);
-            it.set_bits(it.bits() | BIT_VISITED);
-            sh.bytes -= (old_len - digits.len()) as u64;
-        } else {
-            let Some(mut it) = ItemPtr::alloc(key, digits.len()) else {
-                // malloc failure: leave the old value untouched.
-                return (ArithResult::NotFound, None);
-            };
-            it.value_mut().copy_from_slice(digits);
-            let old = sh.item(idx);
-            it.set_flags(old.flags());
-            it.set_exptime(old.exptime());
-            it.set_bits(old.bits() | BIT_VISITED);
-            it.set_atime(now);
-            it.set_cas(v);
-            let grow = it.alloc_size().saturating_sub(old.alloc_size());
-            let _ = self.make_room_local(&mut sh, grow, &live, Some(idx));
-            sh.replace_at(idx, it, &self.mem, false);
+        let r = self.arith_ext(key, now, &a);
+        match r.status {
+            ArithStatus::Applied => (ArithResult::Value(r.value), Some(r.version)),
+            ArithStatus::NonNumeric => (ArithResult::NonNumeric, None),
+            _ => (ArithResult::NotFound, None),
         }
-        (ArithResult::Value(res), Some(v))
     }
 
     /// Set a live item's exptime (version unchanged). `false` if missing.

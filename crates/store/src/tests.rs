@@ -262,15 +262,23 @@ fn incr_decr() {
     s.store(SetMode::Set, b"z", 0, 0, b"007", None, NOW);
     assert_eq!(s.arith(b"z", true, 1, NOW), ArithResult::Value(8));
 
+    // memcached's strtoull rules: surrounding whitespace and leading zeros are fine.
+    for (ok, n) in [
+        (&b"12 "[..], 13u64),
+        (b" 12", 13),
+        (b"000000000000000000001", 2),
+    ] {
+        s.store(SetMode::Set, b"b", 0, 0, ok, None, NOW);
+        assert_eq!(s.arith(b"b", true, 1, NOW), ArithResult::Value(n), "{ok:?}");
+    }
     for bad in [
         &b"abc"[..],
-        b"12 ",
-        b" 12",
         b"",
+        b"  ",
+        b"1 2",
         b"-1",
         b"1.5",
         b"18446744073709551616",
-        b"000000000000000000001",
     ] {
         s.store(SetMode::Set, b"b", 0, 0, bad, None, NOW);
         assert_eq!(

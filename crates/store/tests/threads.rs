@@ -98,3 +98,100 @@ fn four_threads_mixed_ops() {
     s.dump(0, T0 + 100, |_, _, _| dumped += 1);
     assert!(dumped as u64 <= items);
 }
+
+#[test]
+fn four_threads_meta_ops() {
+    let limit = 256 << 10;
+    let s = Arc::new(Store::new(StoreConfig {
+        memory_limit: limit,
+        shards: 8,
+        ..StoreConfig::default()
+    }));
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut rng = Rng(0x51_7CC1_B727_220A ^ (t + 7));
+                let buf = vec![b'3'; 2048];
+                let mut wins = 0u64;
+                for i in 0..60_000u32 {
+                    let now = T0 + i / 1000;
+                    let r = rng.next();
+                    let key = format!("m:{}", (r >> 8) % 2000);
+                    let k = key.as_bytes();
+                    let len = ((r >> 32) % 2048) as usize;
+                    let exp = if r & 0x100 != 0 {
+                        now + ((r >> 20) % 10) as u32
+                    } else {
+                        0
+                    };
+                    let cas = (r & 0x400 != 0).then_some(r >> 44);
+                    match r % 8 {
+                        0 | 1 => {
+                            let modes = [
+                                SetMode::Set,
+                                SetMode::Add,
+                                SetMode::Replace,
+                                SetMode::Append,
+                                SetMode::Prepend,
+                            ];
+                            let w = WriteOptions {
+                                compare_cas: cas,
+                                invalidate: r & 0x800 != 0,
+                                vivify: (r & 0x1000 != 0).then_some(exp),
+                                ..WriteOptions::new(
+                                    modes[(r >> 13) as usize % 5],
+                                    &buf[..len],
+                                    0,
+                                    exp,
+                                )
+                            };
+                            s.write(k, now, &w);
+                        }
+                        2 => {
+                            let d = RemoveOptions {
+                                compare_cas: cas,
+                                invalidate: r & 0x800 != 0,
+                                remove_value: r & 0x1000 != 0,
+                                ttl: Some(exp),
+                                new_version: None,
+                            };
+                            s.remove(k, now, &d);
+                        }
+                        3 => {
+                            let a = ArithOptions {
+                                incr: r & 0x200 != 0,
+                                delta: r >> 50,
+                                compare_cas: cas,
+                                vivify: (r & 0x800 != 0).then_some((r >> 40, exp)),
+                                touch: (r & 0x1000 != 0).then_some(exp),
+                                new_version: None,
+                            };
+                            s.arith_ext(k, now, &a);
+                        }
+                        _ => {
+                            let o = ReadOptions {
+                                touch: (r & 0x200 != 0).then_some(exp),
+                                bump: r & 0x400 != 0,
+                                vivify: (r & 0x800 != 0).then_some(exp),
+                                recache: (r & 0x1000 != 0).then_some(5),
+                                new_version: None,
+                            };
+                            if let Lookup::Hit(true) = s.read(k, now, &o, |_, f| f.won) {
+                                wins += 1;
+                            }
+                        }
+                    }
+                }
+                wins
+            })
+        })
+        .collect();
+    let wins: u64 = threads.into_iter().map(|h| h.join().unwrap()).sum();
+    let st = s.stats();
+    let items = s.check_consistency().unwrap();
+    assert_eq!(st.curr_items, items);
+    assert!(st.memory_used <= (limit + 64 * 1024) as u64, "{st:?}");
+    assert!(st.evictions > 0, "{st:?}");
+    assert!(wins > 0);
+}
