@@ -122,7 +122,7 @@ const FLAGS: &[Flag] = &[
     flag('M', &["disable-evictions"], Arg::No, "", "return an error when memory is exhausted instead of evicting items"),
     flag('c', &["conn-limit", "max-conns"], Arg::Required, "<num>", "max simultaneous connections (default: 1024)"),
     flag('k', &["lock-memory"], Arg::No, "", "lock down all paged memory (accepted, no effect)"),
-    flag('v', &["verbose"], Arg::Optional, "", "verbose: print errors and warnings; -vv also client commands, -vvv everything"),
+    flag('v', &["verbose"], Arg::Optional, "", "log more: -v startup and connection events, -vv debug, -vvv trace (warnings are always logged)"),
     flag('h', &["help"], Arg::No, "", "print this help and exit"),
     flag('V', &["version"], Arg::No, "", "print version and exit"),
     flag('L', &["enable-largepages"], Arg::No, "", "try to use large memory pages (accepted, no effect)"),

@@ -28,12 +28,43 @@ pub trait Reply {
     fn reply(&mut self, req: &MetaRequest<'_>, outcome: &Outcome, value: Option<&[u8]>);
 }
 
-/// Which of memcached's counters a read updates: `get` and `touch` are counted apart.
+/// How a read is counted and what its reply can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReadKind {
-    Get,
-    Touch,
-    GetAndTouch,
+pub struct ReadKind {
+    /// Counted in `cmd_get`/`get_hits`/`get_misses`.
+    pub get: bool,
+    /// Counted in `cmd_touch`/`touch_hits`/`touch_misses`.
+    pub touch: bool,
+    /// The reply can carry the recache flags (meta only): only then may the read take the
+    /// win token of a stale item.
+    pub tokens: bool,
+}
+
+impl ReadKind {
+    pub const GET: ReadKind = ReadKind {
+        get: true,
+        touch: false,
+        tokens: false,
+    };
+    pub const TOUCH: ReadKind = ReadKind {
+        get: false,
+        touch: true,
+        tokens: false,
+    };
+    pub const GET_AND_TOUCH: ReadKind = ReadKind {
+        get: true,
+        touch: true,
+        tokens: false,
+    };
+
+    /// A meta `mg`: a get, also a touch when it sets a TTL.
+    pub fn meta(req: &MetaRequest<'_>) -> ReadKind {
+        ReadKind {
+            get: true,
+            touch: req.ttl.is_some(),
+            tokens: true,
+        }
+    }
 }
 
 /// Execute one request and reply through `reply`.
@@ -68,6 +99,7 @@ fn read(
         vivify: req.vivify.map(|t| abs_exptime(t, now)),
         recache: req.recache.map(|r| r.clamp(0, u32::MAX as i64) as u32),
         new_version: req.new_cas,
+        tokens: kind.tokens,
     };
     let cas_enabled = !shared.config.cas_disabled;
     let found = shared.store.read(key, now, &opts, |view, flags| {
@@ -94,7 +126,7 @@ fn read(
         flags.vivified
     });
     let hit = matches!(found, Lookup::Hit(false));
-    if kind != ReadKind::Get {
+    if kind.touch {
         c.cmd_touch += 1;
         if hit {
             c.touch_hits += 1;
@@ -102,7 +134,7 @@ fn read(
             c.touch_misses += 1;
         }
     }
-    if kind != ReadKind::Touch {
+    if kind.get {
         c.cmd_get += 1;
         match found {
             Lookup::Hit(false) => c.get_hits += 1,

@@ -102,6 +102,7 @@ impl Bound {
             None
         };
         tokio::spawn(watch_signals(shared.clone()));
+        tokio::spawn(return_freed_memory(shared.clone()));
         let mut stop = shared.stop_signal();
         let how = wait_stop(&mut stop).await;
         if how == Stop::Graceful {
@@ -244,6 +245,24 @@ async fn watch_signals(shared: Arc<Shared>) {
         _ = term.recv() => { tracing::info!("SIGTERM: stopping"); shared.stop(Stop::Now) }
         _ = int.recv() => { tracing::info!("SIGINT: stopping"); shared.stop(Stop::Now) }
         _ = usr1.recv() => { tracing::info!("SIGUSR1: graceful stop"); shared.stop(Stop::Graceful) }
+    }
+}
+
+/// Items are allocated one by one, so after evictions and deletes the allocator holds freed
+/// chunks that the cache's budget no longer counts. Handing whole free pages back to the
+/// kernel now and then keeps the process's RSS close to `-m` instead of its high-water mark.
+async fn return_freed_memory(shared: Arc<Shared>) {
+    let mut last = (0, 0);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let s = shared.store.stats();
+        let churn = (s.evictions + s.reclaimed, s.total_items);
+        if churn != last {
+            last = churn;
+            // SAFETY: malloc_trim only walks the allocator's own free lists.
+            tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) });
+        }
     }
 }
 

@@ -214,7 +214,7 @@ impl Session {
                     classic: Classic::Store(mode),
                     noreply,
                 };
-                exec::execute(shared, c, &req, ReadKind::Get, now, &mut reply);
+                exec::execute(shared, c, &req, ReadKind::GET, now, &mut reply);
             }
             Command::Delete { key, noreply } => {
                 let req = MetaRequest::new(MetaCmd::Delete, Key::Raw(key));
@@ -223,7 +223,7 @@ impl Session {
                     classic: Classic::Delete,
                     noreply,
                 };
-                exec::execute(shared, c, &req, ReadKind::Get, now, &mut reply);
+                exec::execute(shared, c, &req, ReadKind::GET, now, &mut reply);
             }
             Command::Arith {
                 key,
@@ -243,7 +243,7 @@ impl Session {
                     classic: Classic::Arith,
                     noreply,
                 };
-                exec::execute(shared, c, &req, ReadKind::Get, now, &mut reply);
+                exec::execute(shared, c, &req, ReadKind::GET, now, &mut reply);
             }
             Command::Touch {
                 key,
@@ -257,7 +257,7 @@ impl Session {
                     classic: Classic::Touch,
                     noreply,
                 };
-                exec::execute(shared, c, &req, ReadKind::Touch, now, &mut reply);
+                exec::execute(shared, c, &req, ReadKind::TOUCH, now, &mut reply);
             }
             Command::FlushAll { delay, noreply } => {
                 c.cmd_flush += 1;
@@ -322,16 +322,14 @@ impl Session {
                 stats_cmd::stats(shared, &mut self.counters, args, out, now);
             }
             Command::Meta(req) => {
-                let kind = match (req.cmd, req.ttl) {
-                    (MetaCmd::Get, Some(_)) => ReadKind::GetAndTouch,
-                    _ => ReadKind::Get,
-                };
+                let kind = ReadKind::meta(&req);
                 exec::execute(shared, c, &req, kind, now, &mut MetaReply { out });
             }
             Command::MetaNoop => meta::compose_noop(out),
             Command::MetaDebug { key, base64 } => {
                 let opts = ReadOptions {
                     bump: false,
+                    tokens: false,
                     ..ReadOptions::default()
                 };
                 let info = shared
@@ -380,9 +378,9 @@ impl Session {
             req.ret_value = true;
             req.ttl = touch;
             let kind = if touch.is_some() {
-                ReadKind::GetAndTouch
+                ReadKind::GET_AND_TOUCH
             } else {
-                ReadKind::Get
+                ReadKind::GET
             };
             let mut reply = TextReply {
                 out,

@@ -36,6 +36,9 @@ pub struct ReadOptions {
     pub recache: Option<u32>,
     /// Meta `E`: version of a vivified stub (ignored on a hit).
     pub new_version: Option<u64>,
+    /// Hand out the recache token (W) of a stale item. Classic gets pass `false`: their
+    /// replies cannot carry W, so taking the token would leave no client to recache.
+    pub tokens: bool,
 }
 
 impl Default for ReadOptions {
@@ -47,6 +50,7 @@ impl Default for ReadOptions {
             vivify: None,
             recache: None,
             new_version: None,
+            tokens: true,
         }
     }
 }
@@ -364,6 +368,9 @@ impl Store {
             if e != 0 && e.saturating_sub(now) < r {
                 flags.won = true;
             }
+        }
+        if !opts.tokens {
+            flags.won = false;
         }
         if flags.won {
             bits |= BIT_WIN_SENT;

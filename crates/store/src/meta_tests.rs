@@ -807,3 +807,24 @@ fn vivify_evicts_when_full() {
     assert!(s.stats().evictions > 0);
     s.check_consistency().unwrap();
 }
+
+#[test]
+fn classic_reads_leave_the_recache_token_alone() {
+    let s = big();
+    wr(&s, b"k", b"v", |_| {});
+    let d = RemoveOptions {
+        invalidate: true,
+        ..RemoveOptions::default()
+    };
+    assert_eq!(s.remove(b"k", NOW, &d), RemoveResult::Removed);
+    let classic = ReadOptions {
+        tokens: false,
+        ..plain()
+    };
+    // A classic get sees the value but cannot carry W, so it must not take the token...
+    let seen = mg(&s, b"k", NOW, classic).hit().unwrap();
+    assert_eq!(wsl(&seen), rf(false, true, false));
+    // ...which the next meta read still wins.
+    let seen = mg(&s, b"k", NOW, plain()).hit().unwrap();
+    assert_eq!(wsl(&seen), rf(true, true, false));
+}

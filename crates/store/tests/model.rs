@@ -668,6 +668,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     vivify: vivify.map(|e| abs_exp(now, e)),
                     recache: recache.map(u32::from),
                     new_version: nv,
+                    tokens: true,
                 };
                 let r = s.read(&kk, now, &o, |v, f| {
                     (v.value.to_vec(), v.flags, v.exptime, v.cas, f)

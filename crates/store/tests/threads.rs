@@ -176,6 +176,7 @@ fn four_threads_meta_ops() {
                                 vivify: (r & 0x800 != 0).then_some(exp),
                                 recache: (r & 0x1000 != 0).then_some(5),
                                 new_version: None,
+                                tokens: true,
                             };
                             if let Lookup::Hit(true) = s.read(k, now, &o, |_, f| f.won) {
                                 wins += 1;

@@ -80,9 +80,9 @@ impl Session {
         match &req.op {
             BinOp::Key(meta) => {
                 let kind = match (meta.cmd, meta.ttl, meta.ret_value) {
-                    (MetaCmd::Get, Some(_), false) => ReadKind::Touch,
-                    (MetaCmd::Get, Some(_), true) => ReadKind::GetAndTouch,
-                    _ => ReadKind::Get,
+                    (MetaCmd::Get, Some(_), false) => ReadKind::TOUCH,
+                    (MetaCmd::Get, Some(_), true) => ReadKind::GET_AND_TOUCH,
+                    _ => ReadKind::GET,
                 };
                 let mut reply = BinReply { out, req };
                 exec::execute(shared, c, meta, kind, now, &mut reply);
