@@ -9,6 +9,7 @@
 //! A hit's value is passed to the reply while the store's shard lock is held, so it is
 //! copied exactly once, straight into the connection's output buffer.
 
+use memha_protocol::meta;
 use memha_protocol::request::{ArithMode, MetaCmd, SetMode as MetaSetMode};
 use memha_protocol::{ItemInfo, MetaRequest, Outcome, Status};
 use memha_store::{
@@ -102,12 +103,19 @@ fn read(
         tokens: kind.tokens,
     };
     let cas_enabled = !shared.config.cas_disabled;
+    // meta applies flags in request order: `t` before `T`/`N` shows the TTL before them.
+    let ttl_before = meta::ttl_reported_before_update(req);
     let found = shared.store.read(key, now, &opts, |view, flags| {
         let cas = if cas_enabled { view.cas } else { 0 };
+        let exptime = if ttl_before {
+            view.prev_exptime
+        } else {
+            view.exptime
+        };
         let info = ItemInfo {
             flags: view.flags,
             cas,
-            ttl: ttl_left(view.exptime, now),
+            ttl: ttl_left(exptime, now),
             last_access: u64::from(now.saturating_sub(view.atime)),
             hit_before: view.fetched,
             size: view.value.len(),
@@ -244,12 +252,13 @@ fn remove(
         compare_cas: req.compare_cas,
         new_version: req.new_cas,
         invalidate: req.invalidate,
-        ttl: if req.invalidate {
+        ttl: if req.invalidate || req.remove_value {
             req.ttl.map(|t| abs_exptime(t, now))
         } else {
             None
         },
         remove_value: req.remove_value,
+        flags: req.client_flags.unwrap_or(0),
     };
     let status = match shared.store.remove(key, now, &d) {
         RemoveResult::Removed => {
@@ -311,7 +320,11 @@ fn arith(
         } else {
             r.version
         },
-        ttl: ttl_left(r.exptime, now),
+        ttl: if meta::ttl_reported_before_update(req) {
+            ttl_left(r.prev_exptime, now)
+        } else {
+            ttl_left(r.exptime, now)
+        },
         number: r.value,
         ..ItemInfo::default()
     });

@@ -106,6 +106,8 @@ pub struct ItemView<'a> {
     pub flags: u32,
     /// Exptime after this access (i.e. the new one for touch/gat).
     pub exptime: u32,
+    /// Exptime before this access (0 = never expires, also for an item just created).
+    pub prev_exptime: u32,
     pub cas: u64,
     /// Last access time *before* this access.
     pub atime: u32,
@@ -440,6 +442,7 @@ impl Store {
         let it = sh.item_mut(idx);
         let old_atime = it.atime();
         let old_fetched = it.fetched();
+        let prev_exptime = it.exptime();
         if let Some(e) = touch {
             it.set_exptime(e);
         }
@@ -451,6 +454,7 @@ impl Store {
             value: it.value(),
             flags: it.flags(),
             exptime: it.exptime(),
+            prev_exptime,
             cas: it.cas(),
             atime: old_atime,
             fetched: old_fetched,

@@ -119,10 +119,13 @@ pub struct RemoveOptions {
     pub new_version: Option<u64>,
     /// Meta `I`: keep the item but mark it stale (and reset its win token).
     pub invalidate: bool,
-    /// New absolute exptime of an invalidated item (only with `invalidate`).
+    /// New absolute exptime of an invalidated item, or of the empty item `x` leaves.
     pub ttl: Option<u32>,
-    /// Meta `x`: keep the item but with an empty value.
+    /// Meta `x`: replace the item by an empty one with `flags` and `ttl` (never expires
+    /// without `ttl`), keeping its version unless `new_version` or `invalidate` give a new one.
     pub remove_value: bool,
+    /// Client flags of the empty item `x` leaves.
+    pub flags: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -167,6 +170,8 @@ pub struct ArithOutcome {
     pub version: u64,
     /// The item's exptime after the op (Applied / Created), else 0.
     pub exptime: u32,
+    /// Its exptime before the op (0 = never expires, also for a created item).
+    pub prev_exptime: u32,
 }
 
 impl ArithOutcome {
@@ -176,6 +181,7 @@ impl ArithOutcome {
             value: 0,
             version: 0,
             exptime: 0,
+            prev_exptime: 0,
         }
     }
 }
@@ -319,6 +325,7 @@ impl Store {
                 value: it.value(),
                 flags: it.flags(),
                 exptime: it.exptime(),
+                prev_exptime: 0,
                 cas: it.cas(),
                 atime: now,
                 fetched: false,
@@ -377,6 +384,7 @@ impl Store {
         }
         let old_atime = it.atime();
         let old_fetched = old_bits & BIT_FETCHED != 0;
+        let prev_exptime = it.exptime();
         if let Some(e) = opts.touch {
             it.set_exptime(e);
         }
@@ -393,6 +401,7 @@ impl Store {
             value: it.value(),
             flags: it.flags(),
             exptime: it.exptime(),
+            prev_exptime,
             cas: it.cas(),
             atime: old_atime,
             fetched: old_fetched,
@@ -569,12 +578,24 @@ impl Store {
         if d.remove_value {
             self.empty_value(&mut sh, idx);
         }
-        let v = d.new_version.unwrap_or_else(|| self.clock.next());
-        let set_exp = if d.invalidate { d.ttl } else { None };
+        // memcached's `x` swaps in a fresh empty item that keeps the old CAS; `I` bumps it.
+        let v = match (d.new_version, d.invalidate) {
+            (Some(v), _) => v,
+            (None, true) => self.clock.next(),
+            (None, false) => sh.item(idx).cas(),
+        };
+        let set_exp = if d.remove_value {
+            Some(d.ttl.unwrap_or(0))
+        } else {
+            d.ttl
+        };
         if set_exp.is_some() {
             sh.clean_scan = None;
         }
         let it = sh.item_mut(idx);
+        if d.remove_value {
+            it.set_flags(d.flags);
+        }
         it.set_cas(v);
         let bits = it.bits() & !(BIT_WIN_SENT | BIT_STALE);
         it.set_bits(if d.invalidate { bits | BIT_STALE } else { bits });
@@ -636,6 +657,8 @@ impl Store {
                         return Err(0);
                     };
                     it.value_mut().copy_from_slice(digits);
+                    // memcached applies T after creating the item too.
+                    let exptime = a.touch.unwrap_or(exptime);
                     it.set_exptime(exptime);
                     it.set_atime(now);
                     it.set_bits(BIT_VISITED);
@@ -645,6 +668,7 @@ impl Store {
                         value: initial,
                         version: v,
                         exptime,
+                        prev_exptime: 0,
                     });
                 }
             };
@@ -682,6 +706,7 @@ impl Store {
         let digits = format_decimal(res, &mut buf);
         let v = a.new_version.unwrap_or_else(|| self.clock.next());
         let old_len = sh.item(idx).value_len();
+        let prev_exptime = sh.item(idx).exptime();
         if a.touch.is_some() {
             sh.clean_scan = None;
         }
@@ -717,6 +742,7 @@ impl Store {
             value: res,
             version: v,
             exptime: sh.item(idx).exptime(),
+            prev_exptime,
         }
     }
 }

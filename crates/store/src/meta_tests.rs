@@ -535,7 +535,8 @@ fn remove_variants() {
     };
     assert_eq!(s.remove(b"k", NOW, &bad), RemoveResult::Exists);
 
-    // md x: value emptied, flags/exptime kept, new version, item stays.
+    // md x: memcached swaps in an empty item with the request's flags and TTL (none given:
+    // 0 and never), keeping the CAS.
     let x = RemoveOptions {
         remove_value: true,
         compare_cas: Some(v),
@@ -545,10 +546,9 @@ fn remove_variants() {
     assert_eq!(s.remove(b"k", NOW, &x), RemoveResult::Removed);
     let y = mg(&s, b"k", NOW, plain()).hit().unwrap();
     assert_eq!(
-        (y.value.as_slice(), y.flags, y.exptime),
-        (&b""[..], 8, NOW + 50)
+        (y.value.as_slice(), y.flags, y.exptime, y.cas),
+        (&b""[..], 0, 0, v)
     );
-    assert!(y.cas > v);
     assert_eq!(wsl(&y), rf(false, false, false));
     let st = s.stats();
     assert_eq!(st.curr_items, 1);
@@ -588,6 +588,7 @@ fn remove_variants() {
         invalidate: true,
         ttl: Some(NOW + 20),
         new_version: Some(1234),
+        flags: 2,
         ..d
     };
     assert_eq!(s.remove(b"k", NOW, &xi), RemoveResult::Removed);
@@ -599,16 +600,16 @@ fn remove_variants() {
     assert_eq!(wsl(&y), rf(true, true, false));
     s.check_consistency().unwrap();
 
-    // ttl without invalidate is ignored; plain delete removes.
+    // x takes the request's TTL for the empty item; plain delete removes.
     let t = RemoveOptions {
-        ttl: Some(NOW + 1),
+        ttl: Some(NOW + 10),
         remove_value: true,
         ..d
     };
     assert_eq!(s.remove(b"k", NOW, &t), RemoveResult::Removed);
     assert_eq!(
         mg(&s, b"k", NOW + 5, plain()).hit().unwrap().exptime,
-        NOW + 20
+        NOW + 10
     );
     assert_eq!(s.remove(b"k", NOW, &d), RemoveResult::Removed);
     assert_eq!(mg(&s, b"k", NOW, plain()), Lookup::Miss);
@@ -667,7 +668,8 @@ fn arith_vivify_then_apply() {
             status: ArithStatus::Created,
             value: 5,
             version: 7777,
-            exptime: NOW + 60
+            exptime: NOW + 60,
+            prev_exptime: 0,
         }
     );
     let x = mg(&s, b"n", NOW, plain()).hit().unwrap();
@@ -727,7 +729,8 @@ fn arith_cas_and_nonnumeric() {
             status: ArithStatus::Exists,
             value: 0,
             version: 0,
-            exptime: 0
+            exptime: 0,
+            prev_exptime: 0,
         }
     );
     a.compare_cas = Some(v);

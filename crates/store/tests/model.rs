@@ -549,6 +549,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     invalidate,
                     ttl: ttl.map(|e| abs_exp(now, e)),
                     remove_value,
+                    flags: 0,
                 };
                 let r = s.remove(&kk, now, &d);
                 let expect = match m.lookup(&kk) {
@@ -563,8 +564,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     } else {
                         // The new version is checked by the next read.
                         let e = m.map.get_mut(&kk).unwrap();
+                        // x: an empty item with the request's flags and TTL (never without
+                        // one) that keeps the old CAS unless E or I give it a new one.
+                        let keeps_cas = remove_value && !invalidate && nv.is_none();
                         if remove_value {
                             e.value.clear();
+                            e.flags = d.flags;
+                            e.exptime = d.ttl.unwrap_or(0);
                         }
                         e.stale = invalidate;
                         e.win = false;
@@ -587,6 +593,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         // (That read took the win token of a stale item.)
                         e.win = e.stale;
                         match (got, e.exptime == 0 || e.exptime > now) {
+                            (Some(v), true) if keeps_cas => prop_assert_eq!(v, e.cas),
                             (Some(v), true) => {
                                 e.cas = check_version(&mut last_version, v, nv)?;
                             }
@@ -643,6 +650,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                     _ => match a.vivify {
                         Some((init, exptime)) => {
+                            // T applies to the created item too (memcached does).
+                            let exptime = a.touch.unwrap_or(exptime);
                             prop_assert_eq!(r.status, ArithStatus::Created);
                             prop_assert_eq!((r.value, r.exptime), (init, exptime));
                             let cas = check_version(&mut last_version, r.version, nv)?;

@@ -153,6 +153,7 @@ fn four_threads_meta_ops() {
                                 compare_cas: cas,
                                 invalidate: r & 0x800 != 0,
                                 remove_value: r & 0x1000 != 0,
+                                flags: 0,
                                 ttl: Some(exp),
                                 new_version: None,
                             };

@@ -424,3 +424,14 @@ impl Client {
         self.stream.set_read_timeout(Some(d)).unwrap();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Additions for meta.rs and binary.rs.
+
+impl Client {
+    /// Send `request` and return one reply line (with its `\r\n`).
+    pub fn ask_line(&mut self, request: &str) -> String {
+        self.send(request.as_bytes());
+        self.line()
+    }
+}
