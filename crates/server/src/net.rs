@@ -4,10 +4,17 @@
 //! Binding is split from serving ([`bind`] then [`Bound::run`]) so that a port already in use
 //! or a bad address is reported before the process daemonizes or drops privileges, and so
 //! no thread exists yet when `-d` forks.
+//!
+//! Other services of the process (the admin HTTP endpoint today; replication and VRRP later)
+//! live in crates that depend on this one, never the other way round. The binary binds their
+//! sockets next to these and hands each one to [`Bound::add_service`] as a closure; `run`
+//! starts it on the same runtime with the process's [`Shared`] once the listeners are up.
 
+use std::future::Future;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +31,17 @@ use crate::udp;
 /// Read buffer size for a new connection; it grows for large values and shrinks back.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// A service's task, as [`Bound::add_service`] stores it.
+pub type ServiceFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+type Service = Box<dyn FnOnce(Arc<Shared>) -> ServiceFuture + Send + 'static>;
+
 /// Listening sockets, bound but not yet served.
 pub struct Bound {
     shared: Arc<Shared>,
     tcp: Vec<std::net::TcpListener>,
     udp: Vec<std::net::UdpSocket>,
     unix: Option<(std::os::unix::net::UnixListener, PathBuf)>,
+    services: Vec<Service>,
 }
 
 impl Bound {
@@ -50,6 +62,20 @@ impl Bound {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Run another service on the server's runtime: `start` is called with the process's
+    /// [`Shared`] inside the runtime once the cache's listeners are up, and its future is
+    /// spawned. The service should return when [`Shared::stop_signal`] says stop; whatever
+    /// is still running when the server stops is dropped with the runtime. Its sockets should
+    /// be bound before this (before daemonizing), like the cache's.
+    pub fn add_service<F, Fut>(&mut self, start: F)
+    where
+        F: FnOnce(Arc<Shared>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.services
+            .push(Box::new(move |shared| Box::pin(start(shared))));
     }
 
     /// Write memcached's port file (`MEMCACHED_PORT_FILENAME`): one `TCP INET: <port>` /
@@ -101,6 +127,9 @@ impl Bound {
         } else {
             None
         };
+        for start in self.services {
+            tokio::spawn(start(shared.clone()));
+        }
         tokio::spawn(watch_signals(shared.clone()));
         tokio::spawn(return_freed_memory(shared.clone()));
         let mut stop = shared.stop_signal();
@@ -130,6 +159,7 @@ pub fn bind(shared: Arc<Shared>) -> Result<Bound, String> {
         tcp: Vec::new(),
         udp: Vec::new(),
         unix: None,
+        services: Vec::new(),
     };
     if let Some(path) = &cfg.unix_socket {
         bound.unix = Some((bind_unix(path, cfg.unix_mask)?, path.clone()));

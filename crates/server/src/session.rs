@@ -98,6 +98,19 @@ impl Session {
         if self.proto == Proto::Binary {
             return self.process_binary(input, out, now);
         }
+        self.drive(input, out, now, Session::text_step)
+    }
+
+    /// The loop every protocol shares: discard a refused data block, stop at the end of the
+    /// input, at `-R` requests or at the output high water, and otherwise let `step` handle
+    /// the request at the front of what is left.
+    fn drive(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        now: u32,
+        step: fn(&mut Session, &[u8], &mut Vec<u8>, u32) -> Next,
+    ) -> (usize, Control) {
         let mut pos = 0;
         let mut handled = 0;
         loop {
@@ -112,60 +125,70 @@ impl Session {
             if pos == input.len() {
                 return (pos, Control::NeedInput);
             }
-            if handled >= self.shared.config.reqs_per_event || out.len() >= OUT_HIGH_WATER {
-                self.counters.conn_yields +=
-                    u64::from(handled >= self.shared.config.reqs_per_event);
+            let limit = self.shared.config.reqs_per_event;
+            if handled >= limit || out.len() >= OUT_HIGH_WATER {
+                self.counters.conn_yields += u64::from(handled >= limit);
                 return (pos, Control::Yield);
             }
-            let rest = &input[pos..];
-            match text::parse(rest, &self.limits) {
-                Parsed::Incomplete { .. } => return (pos, Control::NeedInput),
-                Parsed::Close => return (pos, Control::Close),
-                Parsed::Error {
-                    reply,
-                    consumed,
-                    swallow,
-                } => {
-                    self.counters.malformed_requests += 1;
-                    if self.authenticated {
-                        out.extend_from_slice(reply.as_bytes());
-                    } else {
-                        // Before login, say only that: no hints about the command set.
-                        out.extend_from_slice(b"CLIENT_ERROR unauthenticated\r\n");
-                    }
-                    pos += consumed;
-                    self.swallow = swallow;
-                }
-                Parsed::TooLarge {
-                    key,
-                    noreply,
-                    consumed,
-                    swallow,
-                } => {
-                    if !self.authenticated {
-                        out.extend_from_slice(b"CLIENT_ERROR unauthenticated\r\n");
-                    } else {
-                        // A failed store must not leave the old value behind: a client
-                        // that reads after a failed write would see stale data.
-                        self.shared.store.delete(key, None, now);
-                        self.counters.cmd_set += 1;
-                        self.counters.store_too_large += 1;
-                        if !noreply {
-                            out.extend_from_slice(b"SERVER_ERROR object too large for cache\r\n");
-                        }
-                    }
-                    pos += consumed;
-                    self.swallow = swallow;
-                }
-                Parsed::Request { cmd, consumed } => {
+            match step(self, &input[pos..], out, now) {
+                Next::Handled(consumed) => {
                     handled += 1;
-                    match self.execute(cmd, out, now) {
-                        Step::Done => pos += consumed,
-                        Step::Partial => return (pos, Control::Yield),
-                        Step::Close => return (pos + consumed, Control::Close),
+                    pos += consumed;
+                }
+                Next::Refused(consumed) => pos += consumed,
+                Next::NeedInput => return (pos, Control::NeedInput),
+                Next::Resume => return (pos, Control::Yield),
+                Next::Close(consumed) => return (pos + consumed, Control::Close),
+            }
+        }
+    }
+
+    /// One text or meta request.
+    fn text_step(&mut self, rest: &[u8], out: &mut Vec<u8>, now: u32) -> Next {
+        match text::parse(rest, &self.limits) {
+            Parsed::Incomplete { .. } => Next::NeedInput,
+            Parsed::Close => Next::Close(0),
+            Parsed::Error {
+                reply,
+                consumed,
+                swallow,
+            } => {
+                self.counters.malformed_requests += 1;
+                if self.authenticated {
+                    out.extend_from_slice(reply.as_bytes());
+                } else {
+                    // Before login, say only that: no hints about the command set.
+                    out.extend_from_slice(b"CLIENT_ERROR unauthenticated\r\n");
+                }
+                self.swallow = swallow;
+                Next::Refused(consumed)
+            }
+            Parsed::TooLarge {
+                key,
+                noreply,
+                consumed,
+                swallow,
+            } => {
+                if !self.authenticated {
+                    out.extend_from_slice(b"CLIENT_ERROR unauthenticated\r\n");
+                } else {
+                    // A failed store must not leave the old value behind: a client that
+                    // reads after a failed write would see stale data.
+                    self.shared.store.delete(key, None, now);
+                    self.counters.cmd_set += 1;
+                    self.counters.store_too_large += 1;
+                    if !noreply {
+                        out.extend_from_slice(b"SERVER_ERROR object too large for cache\r\n");
                     }
                 }
+                self.swallow = swallow;
+                Next::Refused(consumed)
             }
+            Parsed::Request { cmd, consumed } => match self.execute(cmd, out, now) {
+                Step::Done => Next::Handled(consumed),
+                Step::Partial => Next::Resume,
+                Step::Close => Next::Close(consumed),
+            },
         }
     }
 
@@ -418,6 +441,20 @@ impl Session {
         }
         Step::Done
     }
+}
+
+/// What one protocol step did with the request at the front of the input.
+enum Next {
+    /// A request was handled; drop this many bytes.
+    Handled(usize),
+    /// A malformed or refused request was answered; drop this many bytes.
+    Refused(usize),
+    /// The request is not complete yet.
+    NeedInput,
+    /// A multiget stopped at the output high water: flush, then run it again.
+    Resume,
+    /// Close after dropping this many bytes.
+    Close(usize),
 }
 
 /// How far one request got.

@@ -35,6 +35,9 @@ pub struct Shared {
     pub verbosity: AtomicU32,
     pub auth: Option<AuthTable>,
     pub detail: DetailStats,
+    /// Whether this node should receive traffic (the admin endpoint's `/ready`). Always true
+    /// for a single node; replication will clear it while a node syncs from its peers.
+    pub ready: AtomicBool,
     stop_tx: watch::Sender<Stop>,
 }
 
@@ -58,6 +61,7 @@ impl Shared {
             conns: AtomicUsize::new(0),
             auth,
             detail: DetailStats::default(),
+            ready: AtomicBool::new(true),
             stop_tx,
         })
     }

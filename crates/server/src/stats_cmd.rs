@@ -272,7 +272,7 @@ fn conns(shared: &Shared, out: &mut Vec<u8>) {
 }
 
 /// CPU time used by the process, user and system, in seconds.
-fn rusage() -> (f64, f64) {
+pub fn rusage() -> (f64, f64) {
     // SAFETY: getrusage writes into the zeroed struct we pass and has no other effects.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };

@@ -5,7 +5,7 @@ use memha_protocol::binary::{self, BinOp, BinParsed, BinRequest};
 use memha_protocol::request::MetaCmd;
 use memha_protocol::{MetaRequest, Outcome, Status};
 
-use super::{Control, Session, OUT_HIGH_WATER};
+use super::{Control, Next, Session};
 use crate::exec::{self, ReadKind, Reply};
 use crate::stats_cmd;
 
@@ -17,52 +17,37 @@ impl Session {
         out: &mut Vec<u8>,
         now: u32,
     ) -> (usize, Control) {
-        let mut pos = 0;
-        let mut handled = 0;
-        loop {
-            if self.swallow > 0 {
-                let n = self.swallow.min(input.len() - pos);
-                self.swallow -= n;
-                pos += n;
-                if self.swallow > 0 {
-                    return (pos, Control::NeedInput);
+        self.drive(input, out, now, Session::binary_step)
+    }
+
+    /// One binary request.
+    fn binary_step(&mut self, rest: &[u8], out: &mut Vec<u8>, now: u32) -> Next {
+        match binary::parse(rest, self.limits.max_value) {
+            BinParsed::Incomplete { .. } => Next::NeedInput,
+            BinParsed::Close => Next::Close(0),
+            BinParsed::TooLarge {
+                opcode,
+                opaque,
+                key,
+                consumed,
+                swallow,
+                ..
+            } => {
+                if binary::too_large_deletes(opcode) {
+                    // Don't leave the old value behind after a failed set.
+                    self.shared.store.delete(key, None, now);
                 }
+                self.counters.cmd_set += 1;
+                self.counters.store_too_large += 1;
+                binary::compose_error(out, opcode, opaque, binary::status::E2BIG);
+                self.swallow = swallow;
+                Next::Refused(consumed)
             }
-            if pos == input.len() {
-                return (pos, Control::NeedInput);
-            }
-            if handled >= self.shared.config.reqs_per_event || out.len() >= OUT_HIGH_WATER {
-                self.counters.conn_yields +=
-                    u64::from(handled >= self.shared.config.reqs_per_event);
-                return (pos, Control::Yield);
-            }
-            match binary::parse(&input[pos..], self.limits.max_value) {
-                BinParsed::Incomplete { .. } => return (pos, Control::NeedInput),
-                BinParsed::Close => return (pos, Control::Close),
-                BinParsed::TooLarge {
-                    opcode,
-                    opaque,
-                    key,
-                    consumed,
-                    swallow,
-                    ..
-                } => {
-                    if binary::too_large_deletes(opcode) {
-                        // Don't leave the old value behind after a failed set.
-                        self.shared.store.delete(key, None, now);
-                    }
-                    self.counters.cmd_set += 1;
-                    self.counters.store_too_large += 1;
-                    binary::compose_error(out, opcode, opaque, binary::status::E2BIG);
-                    pos += consumed;
-                    self.swallow = swallow;
-                }
-                BinParsed::Request { req, consumed } => {
-                    handled += 1;
-                    pos += consumed;
-                    if self.execute_binary(&req, out, now) == Control::Close {
-                        return (pos, Control::Close);
-                    }
+            BinParsed::Request { req, consumed } => {
+                if self.execute_binary(&req, out, now) == Control::Close {
+                    Next::Close(consumed)
+                } else {
+                    Next::Handled(consumed)
                 }
             }
         }
