@@ -1,3 +1,5 @@
-//! The memha binary's library part: the command line, shared with the integration tests.
+//! The memha binary's library part: the command line and the config file, shared with the
+//! integration tests.
 
 pub mod cli;
+pub mod config_file;

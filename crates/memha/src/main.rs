@@ -1,4 +1,5 @@
-//! `memha`: start the server from memcached-style flags.
+//! `memha`: start the server from memcached-style flags and/or a config file; also
+//! `memha check-config FILE…` and `memha print-config [flags…]`.
 //!
 //! Order matters here: parse and validate everything, bind the sockets (so a busy port is an
 //! error on the terminal, not in a log after daemonizing), then daemonize while the process
@@ -8,6 +9,7 @@
 use std::process::ExitCode;
 
 use memha::cli::{self, Cli, RunOptions};
+use memha::config_file::{self, LogLevel, Secrets};
 use memha_server::auth::AuthTable;
 use memha_server::Shared;
 
@@ -20,6 +22,37 @@ fn main() -> ExitCode {
         }
         Ok(Cli::Version) => {
             println!("{}", cli::version_line());
+            ExitCode::SUCCESS
+        }
+        Ok(Cli::CheckConfig(files)) => {
+            let mut ok = true;
+            for file in &files {
+                match config_file::load(file) {
+                    Ok(_) => println!("{}: ok", file.display()),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        ok = false;
+                    }
+                }
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Ok(Cli::Status(addr)) => match memha_admin::status_table(&addr) {
+            Ok(table) => {
+                print!("{table}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("memha status: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(Cli::PrintConfig(opts)) => {
+            print!("{}", config_file::to_toml(&opts, Secrets::Redact));
             ExitCode::SUCCESS
         }
         Ok(Cli::Run(opts)) => match run(*opts) {
@@ -37,13 +70,32 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: RunOptions) -> Result<(), String> {
-    init_logging(opts.server.verbosity);
+    init_logging(opts.log_level());
+    // Parts of the configuration this build cannot do yet: refuse to start rather than run
+    // without them (check-config accepts them).
+    let from_file = opts
+        .config_file
+        .as_ref()
+        .map(|f| format!(" (from {})", f.display()))
+        .unwrap_or_default();
     if !opts.repl_peers.is_empty() || opts.repl_port.is_some() {
         return Err(
             "replication (-x/-X) is not available in this build of memha yet; \
                     start without -x/-X to run a single node"
                 .into(),
         );
+    }
+    if !opts.vrrp_instances.is_empty() {
+        return Err(format!(
+            "VRRP is not available in this build yet: remove the [[vrrp_instance]] sections{from_file} \
+             to run without a virtual IP (memha check-config accepts them)"
+        ));
+    }
+    if let Some(f) = &opts.config_file {
+        tracing::info!("configuration read from {}", f.display());
+    }
+    if opts.max_core {
+        raise_core_limit();
     }
     for flag in &opts.ignored_flags {
         tracing::info!("{flag}: accepted for compatibility, no effect in memha");
@@ -56,7 +108,18 @@ fn run(opts: RunOptions) -> Result<(), String> {
         None => None,
     };
     let shared = Shared::new(opts.server.clone(), auth);
-    let bound = memha_server::bind(shared)?;
+    // Bind everything before daemonizing, so a busy port is reported on the terminal.
+    let admin = opts
+        .admin_listen
+        .map(|addr| memha_admin::bind(addr).map_err(|e| format!("[admin] listen{from_file}: {e}")))
+        .transpose()?;
+    let mut bound = memha_server::bind(shared)?;
+    if let Some(listener) = admin {
+        if let Ok(a) = listener.local_addr() {
+            tracing::info!("admin endpoint on http://{a}/ (/metrics, /health, /ready)");
+        }
+        bound.add_service(move |shared| memha_admin::serve_std(listener, shared));
+    }
     for a in bound.tcp_addrs() {
         tracing::info!("listening on TCP {a}");
     }
@@ -69,7 +132,7 @@ fn run(opts: RunOptions) -> Result<(), String> {
             .map_err(|e| format!("cannot write the port file {path:?}: {e}"))?;
     }
     if opts.daemonize {
-        daemonize(opts.server.verbosity > 0)?;
+        daemonize(opts.server.verbosity > 0 || opts.log_level() > LogLevel::Warn)?;
     }
     if let Some(path) = &opts.pid_file {
         std::fs::write(path, format!("{}\n", std::process::id()))
@@ -83,21 +146,35 @@ fn run(opts: RunOptions) -> Result<(), String> {
     result
 }
 
-/// `-v` = info, `-vv` = debug, `-vvv` = trace; quiet (warnings only) by default, like
-/// memcached. `RUST_LOG` overrides.
-fn init_logging(verbosity: u32) {
-    let level = match verbosity {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
+/// `[logging] level`, else `-v` = info, `-vv` = debug, `-vvv` = trace; quiet (warnings only)
+/// by default, like memcached. `RUST_LOG` overrides.
+fn init_logging(level: LogLevel) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.name()));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// `-r` / `enable_coredumps`: raise the core file size limit to its maximum, as memcached does.
+fn raise_core_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_CORE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_CORE, &lim) != 0 {
+                tracing::warn!(
+                    "-r: cannot raise the core file limit: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
 }
 
 /// Detach from the terminal (`-d`). Runs before any thread exists, so `fork` is safe.

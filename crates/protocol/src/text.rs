@@ -401,7 +401,9 @@ fn parse_verbosity(mut tokens: Tokens<'_>, consumed: usize) -> Parsed<'_> {
         .count_remaining()
         .saturating_sub(usize::from(noreply));
     if count != 1 || tokens.next().and_then(parse_u32).is_none() {
-        return error(BAD_FORMAT, consumed);
+        // memcached marks the command noreply before it checks the level, so even the
+        // error is swallowed (memcapable relies on it).
+        return error(if noreply { "" } else { BAD_FORMAT }, consumed);
     }
     request(Command::Verbosity { noreply }, consumed)
 }
@@ -664,6 +666,7 @@ mod tests {
         ));
         assert_eq!(p(b"verbosity invalid\r\n"), error(BAD_FORMAT, 19));
         assert_eq!(p(b"verbosity\r\n"), error(BAD_FORMAT, 11));
+        assert_eq!(p(b"verbosity noreply\r\n"), error("", 19));
         assert_eq!(p(b"slabs automove invalid\r\n"), error(BAD_FORMAT, 24));
         assert_eq!(
             p(b"flush_all invalid\r\n"),

@@ -1,0 +1,258 @@
+//! The client side of `memha status`: fetch `/status.json` with a plain blocking HTTP GET
+//! and render it as a table for a terminal.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::page::{bytes, duration};
+
+/// Where `memha status` looks when no `--addr` is given (the config file's default).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:11312";
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest answer read (the document is a few KiB).
+const MAX_ANSWER: u64 = 16 << 20;
+
+/// Fetch `http://ADDR/status.json` and render it for a terminal. `addr` is `HOST:PORT`
+/// (an `http://` prefix and a trailing `/` are allowed). The error says what failed, ready
+/// to print after `memha status: `.
+pub fn status_table(addr: &str) -> Result<String, String> {
+    let addr = addr.trim();
+    let addr = addr.strip_prefix("http://").unwrap_or(addr);
+    let addr = addr.strip_suffix('/').unwrap_or(addr);
+    let body = fetch(addr, "/status.json")?;
+    let doc: Value = serde_json::from_str(&body)
+        .map_err(|e| format!("{addr} did not answer a status document: {e}"))?;
+    Ok(render_table(addr, &doc))
+}
+
+fn fetch(addr: &str, path: &str) -> Result<String, String> {
+    let addrs: Vec<_> = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("bad address {addr:?} (want HOST:PORT): {e}"))?
+        .collect();
+    let mut last = format!("{addr} resolves to no address");
+    let mut stream = None;
+    for a in &addrs {
+        match TcpStream::connect_timeout(a, TIMEOUT) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = format!("cannot connect to the admin endpoint at {a}: {e}"),
+        }
+    }
+    let mut stream = stream.ok_or(last)?;
+    let io = |e: std::io::Error| format!("admin endpoint at {addr}: {e}");
+    stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\
+         User-Agent: memha-status\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).map_err(io)?;
+    let mut answer = Vec::new();
+    stream
+        .take(MAX_ANSWER)
+        .read_to_end(&mut answer)
+        .map_err(io)?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{addr} did not answer HTTP"))?;
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("HTTP/1."))
+        .and_then(|l| l.get(2..5))
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("{addr} did not answer HTTP"))?;
+    if status != 200 {
+        return Err(format!(
+            "{addr}{path} answered HTTP {status}: {}",
+            body.lines().next().unwrap_or("").trim()
+        ));
+    }
+    Ok(body.to_string())
+}
+
+/// Render a `/status.json` document (see the `status_json` module) as a terminal table.
+/// Missing fields show as `?`, so a newer server's document still renders.
+pub fn render_table(addr: &str, doc: &Value) -> String {
+    let stat = |k: &str| doc["stats"][k].as_u64();
+    let num = |k: &str| stat(k).map_or("?".to_string(), |v| v.to_string());
+    let size = |k: &str| stat(k).map_or("?".to_string(), bytes);
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let mut rows: Vec<(&str, String)> = Vec::new();
+    rows.push(("address", addr.to_string()));
+    rows.push(("version", text(&doc["version"])));
+    rows.push(("role", text(&doc["role"])));
+    let state = match (doc["stopping"].as_bool(), doc["ready"].as_bool()) {
+        (Some(true), _) => "stopping",
+        (_, Some(true)) => "ready",
+        (_, Some(false)) => "not ready",
+        _ => "?",
+    };
+    rows.push(("state", state.to_string()));
+    rows.push(("uptime", stat("uptime").map_or("?".into(), duration)));
+    let mem = match (stat("memory_used"), stat("limit_maxbytes")) {
+        (Some(u), Some(l)) if l > 0 => format!(
+            "{} / {} ({:.1}%)",
+            bytes(u),
+            bytes(l),
+            u as f64 * 100.0 / l as f64
+        ),
+        _ => format!("{} / {}", size("memory_used"), size("limit_maxbytes")),
+    };
+    rows.push(("memory", mem));
+    rows.push((
+        "items",
+        format!("{} ({})", num("curr_items"), size("bytes")),
+    ));
+    let ratio = doc["hit_ratio"]
+        .as_f64()
+        .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
+    rows.push((
+        "hit ratio",
+        format!(
+            "{ratio} ({} hits, {} misses)",
+            num("get_hits"),
+            num("get_misses")
+        ),
+    ));
+    rows.push((
+        "connections",
+        format!(
+            "{} (max {}, {} accepted, {} rejected)",
+            num("curr_connections"),
+            num("max_connections"),
+            num("total_connections"),
+            num("rejected_connections")
+        ),
+    ));
+    rows.push(("evictions", num("evictions")));
+    rows.push(("reclaimed", num("reclaimed")));
+    rows.push((
+        "commands",
+        format!(
+            "get {}, set {}, touch {}, flush {}",
+            num("cmd_get"),
+            num("cmd_set"),
+            num("cmd_touch"),
+            num("cmd_flush")
+        ),
+    ));
+    rows.push((
+        "traffic",
+        format!(
+            "{} read, {} written",
+            size("bytes_read"),
+            size("bytes_written")
+        ),
+    ));
+    // Replication and VRRP rows go here once `replication` / `vrrp` are filled in.
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in &rows {
+        let _ = writeln!(out, "{k:<width$}  {v}");
+    }
+    if let Some(classes) = doc["classes"].as_array().filter(|c| !c.is_empty()) {
+        let header = [
+            "class",
+            "chunk",
+            "items",
+            "bytes",
+            "oldest",
+            "evicted",
+            "reclaimed",
+        ];
+        let cells: Vec<[String; 7]> = classes
+            .iter()
+            .map(|c| {
+                let n = |k: &str| c[k].as_u64().map_or("?".into(), |v| v.to_string());
+                [
+                    n("class"),
+                    n("chunk_size"),
+                    n("items"),
+                    c["bytes"].as_u64().map_or("?".into(), bytes),
+                    c["age_seconds"].as_u64().map_or("?".into(), duration),
+                    n("evicted"),
+                    n("reclaimed"),
+                ]
+            })
+            .collect();
+        let mut widths = header.map(str::len);
+        for row in &cells {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        out.push('\n');
+        let line = |out: &mut String, row: &[&str]| {
+            let cols: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:>w$}"))
+                .collect();
+            let _ = writeln!(out, "{}", cols.join("  ").trim_end());
+        };
+        line(&mut out, &header);
+        for row in &cells {
+            let refs: Vec<&str> = row.iter().map(String::as_str).collect();
+            line(&mut out, &refs);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_a_document() {
+        let doc: Value = serde_json::from_str(
+            r#"{"version":"1.6.45-memha-0.1.0","role":"single node","ready":true,
+                "stopping":false,"hit_ratio":0.75,
+                "stats":{"uptime":3661,"memory_used":1048576,"limit_maxbytes":67108864,
+                         "curr_items":3,"bytes":300,"get_hits":3,"get_misses":1},
+                "classes":[{"class":1,"chunk_size":96,"items":3,"bytes":300,
+                            "age_seconds":5,"evicted":0,"reclaimed":0}]}"#,
+        )
+        .unwrap();
+        let t = render_table("127.0.0.1:11312", &doc);
+        assert!(t.contains("role         single node\n"), "{t}");
+        assert!(t.contains("uptime       1h 1m 1s\n"), "{t}");
+        assert!(
+            t.contains("memory       1.0 MiB / 64.0 MiB (1.6%)\n"),
+            "{t}"
+        );
+        assert!(t.contains("hit ratio    75.0% (3 hits, 1 misses)\n"), "{t}");
+        assert!(t.contains("evictions    ?\n"), "{t}");
+        assert!(
+            t.contains("class  chunk  items  bytes  oldest  evicted  reclaimed\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("    1     96      3  300 B      5s        0          0\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn unreachable_endpoint_is_an_error() {
+        // Bind and drop to find a port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = status_table(&format!("127.0.0.1:{port}")).unwrap_err();
+        assert!(e.contains("cannot connect"), "{e}");
+        assert!(status_table("no port").is_err());
+    }
+}

@@ -1,0 +1,95 @@
+//! memha's admin HTTP endpoint: Prometheus metrics, health and readiness probes, a small
+//! status page, and the client side of `memha status`.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/metrics` | Prometheus text exposition (format 0.0.4) of everything `stats` reports |
+//! | `/health` | `200 ok` while the process serves and its store answers, else 503 |
+//! | `/ready` | `200 ready` while [`Shared::ready`](memha_server::Shared::ready) is set, else `503 not ready` |
+//! | `/` | a human status page (plain HTML, no script, no external asset) |
+//! | `/status.json` | the same figures as JSON, read by `memha status` ([`status_table`]) |
+//!
+//! Anything else is 404; a method other than GET (or HEAD) is 405.
+//!
+//! # Wiring (one-way dependencies)
+//!
+//! This crate depends on `memha-server`, never the reverse. The binary binds the admin
+//! socket next to the cache's (before daemonizing, so a busy port is reported on the
+//! terminal) and hands the admin task to the server's runtime:
+//!
+//! ```no_run
+//! # fn wire(admin_addr: &str, shared: std::sync::Arc<memha_server::Shared>) -> Result<(), String> {
+//! let admin = memha_admin::bind(admin_addr)?; // std listener, nonblocking
+//! let mut bound = memha_server::bind(shared)?;
+//! bound.add_service(move |shared| memha_admin::serve_std(admin, shared));
+//! bound.run()
+//! # }
+//! ```
+//!
+//! [`serve`] takes a tokio listener for callers that already are inside a runtime. The task
+//! stops accepting when the server stops ([`memha_server::shared::Stop`]).
+//!
+//! # The HTTP server
+//!
+//! Hand-written over tokio, deliberately minimal: HTTP/1.0 and 1.1, one request per
+//! connection (`Connection: close`), GET and HEAD only, no request bodies. A request head
+//! larger than 8 KiB is answered 431; a client that has not sent a complete head within
+//! [`Options::head_timeout`] gets 408 and is closed; anything unparsable gets 400. At most
+//! [`Options::max_connections`] requests are handled at once; connections beyond that are
+//! answered 503 without being read, so a pile of idle sockets delays a scraper by at most
+//! the head timeout and never grows memory. Figures are gathered on tokio's blocking pool:
+//! the per-class table walks every item (as `stats items` does), shard by shard.
+//!
+//! # Where later metrics go
+//!
+//! - **Replication**: add its figures to [`snapshot::Snapshot`] (peer count, per-peer
+//!   lag/queue/bytes, sync state), a `replication` object in `status.json` (now `null`), a
+//!   section in [`metrics`] under `memha_replication_*` (marked there), and a row on the page.
+//!   While a node syncs it clears [`Shared::ready`](memha_server::Shared::ready) and `/ready` answers 503.
+//! - **VRRP**: the same way, under `memha_vrrp_*` (state as `memha_vrrp_state{state="master"}`
+//!   1/0, priority, transitions total, adverts sent/received), `vrrp` in `status.json`, and
+//!   the role on the page (now "single node", [`snapshot::Snapshot::role`]).
+
+use std::fmt::Display;
+use std::net::ToSocketAddrs;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+mod client;
+mod http;
+pub mod metrics;
+mod page;
+pub mod snapshot;
+mod status_json;
+
+pub use client::{render_table, status_table, DEFAULT_ADDR};
+pub use http::{serve, serve_std, serve_with, Options};
+
+/// Bind the admin listener (nonblocking, `SO_REUSEADDR`, for [`serve_std`]). Call before
+/// daemonizing or dropping privileges. `addr` is `HOST:PORT`, e.g. `127.0.0.1:11312`; a
+/// name that resolves to several addresses binds the first that works.
+pub fn bind<A: ToSocketAddrs + Display>(addr: A) -> Result<std::net::TcpListener, String> {
+    let addrs = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("admin address {addr}: {e}"))?;
+    let mut last = format!("admin address {addr}: resolves to no address");
+    for a in addrs {
+        match bind_one(a) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = format!("cannot listen on admin address {a}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+fn bind_one(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,177 @@
+//! `/`: a status page for people. Plain HTML with an inline style sheet: no script, no
+//! external asset, so it works from a locked-down jump host. Refreshes itself every 10 s.
+
+use std::fmt::Write as _;
+
+use crate::snapshot::Snapshot;
+
+pub const CONTENT_TYPE: &str = "text/html; charset=utf-8";
+
+pub fn render(s: &Snapshot) -> String {
+    let c = &s.counters;
+    let st = &s.store;
+    let used_pct = if st.memory_limit > 0 {
+        (st.memory_used as f64 * 100.0 / st.memory_limit as f64).min(100.0)
+    } else {
+        0.0
+    };
+    let hit = match s.hit_ratio() {
+        Some(r) => format!("{:.1}%", r * 100.0),
+        None => "–".to_string(),
+    };
+    let ready = if s.stopping {
+        "stopping"
+    } else if s.ready {
+        "ready"
+    } else {
+        "not ready"
+    };
+    let mut h = String::with_capacity(4096);
+    let _ = write!(
+        h,
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="10">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>memha {version}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:60em}}
+h1{{font-size:1.4em}} h2{{font-size:1.1em;margin-top:1.5em}}
+table{{border-collapse:collapse}} td,th{{padding:.2em .8em;text-align:right}}
+td:first-child,th:first-child{{text-align:left}} th{{border-bottom:1px solid #999}}
+.bar{{width:20em;height:1em;background:#ddd;display:inline-block;vertical-align:middle}}
+.fill{{height:100%;background:#4a8}} .small{{color:#666;font-size:.9em}}
+</style></head><body>
+<h1>memha {version}</h1>
+<table>
+<tr><td>role</td><td>{role}</td></tr>
+<tr><td>state</td><td>{ready}</td></tr>
+<tr><td>uptime</td><td>{uptime}</td></tr>
+<tr><td>memory</td><td><span class="bar"><span class="fill" style="display:block;width:{pct:.1}%"></span></span>
+ {used} / {limit} ({pct:.1}%)</td></tr>
+<tr><td>items</td><td>{items} ({item_bytes})</td></tr>
+<tr><td>hit ratio</td><td>{hit} <span class="small">({hits} hits, {misses} misses)</span></td></tr>
+<tr><td>connections</td><td>{conns} <span class="small">(max {max_conns}, {total_conns} accepted, {rejected} rejected)</span></td></tr>
+<tr><td>evictions</td><td>{evictions}</td></tr>
+<tr><td>reclaimed</td><td>{reclaimed}</td></tr>
+<tr><td>commands</td><td class="small">get {cmd_get}, set {cmd_set}, touch {cmd_touch}, flush {cmd_flush}</td></tr>
+<tr><td>traffic</td><td class="small">{read} read, {written} written</td></tr>
+</table>
+"#,
+        version = esc(s.version),
+        role = esc(s.role),
+        uptime = duration(s.uptime),
+        pct = used_pct,
+        used = bytes(st.memory_used),
+        limit = bytes(st.memory_limit),
+        items = st.curr_items,
+        item_bytes = bytes(st.bytes),
+        hits = c.get_hits,
+        misses = c.get_misses,
+        conns = s.connections,
+        max_conns = s.max_connections,
+        total_conns = c.total_connections,
+        rejected = c.rejected_connections,
+        evictions = st.evictions,
+        reclaimed = st.reclaimed,
+        cmd_get = c.cmd_get,
+        cmd_set = c.cmd_set,
+        cmd_touch = c.cmd_touch,
+        cmd_flush = c.cmd_flush,
+        read = bytes(c.bytes_read),
+        written = bytes(c.bytes_written),
+    );
+    // Replication and VRRP sections go here (peers and their lag; VRRP state and priority).
+    h.push_str("<h2>Size classes</h2>\n");
+    if s.classes.is_empty() {
+        h.push_str("<p class=\"small\">No items.</p>\n");
+    } else {
+        h.push_str(
+            "<table>\n<tr><th>class</th><th>chunk size</th><th>items</th><th>bytes</th>\
+             <th>oldest (s)</th><th>evicted</th><th>reclaimed</th><th>out of memory</th></tr>\n",
+        );
+        for k in &s.classes {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                k.class,
+                k.chunk_size,
+                k.number,
+                bytes(k.bytes),
+                s.class_age(k),
+                k.evicted,
+                k.reclaimed,
+                k.outofmemory
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    let _ = write!(
+        h,
+        "<p class=\"small\">pid {} · <a href=\"/metrics\">metrics</a> · \
+         <a href=\"/status.json\">status.json</a></p>\n</body></html>\n",
+        s.pid
+    );
+    h
+}
+
+/// Escape text for HTML element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// `93784` → `1d 2h 3m 4s`.
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m {s}s"),
+        _ => format!("{d}d {h}h {m}m {s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(64 << 20), "64.0 MiB");
+        assert_eq!(duration(4), "4s");
+        assert_eq!(duration(93784), "1d 2h 3m 4s");
+        assert_eq!(duration(3600), "1h 0m 0s");
+    }
+}

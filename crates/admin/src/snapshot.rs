@@ -1,0 +1,285 @@
+//! One consistent-enough copy of everything the admin endpoint reports, taken once per
+//! request and rendered as metrics, JSON or HTML.
+//!
+//! [`SCALARS`] is the one list of single-valued figures: each has its `stats` name (the key
+//! in `status.json`) and its Prometheus name, type and help. A figure added to `stats`
+//! should be added here too; the tests check every scalar renders in both forms.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use memha_server::shared::{unix_now, Stop};
+use memha_server::stats::Counters;
+use memha_server::Shared;
+use memha_store::{ClassStats, StoreStats};
+
+/// What the figures were when the request came in.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub version: &'static str,
+    pub pid: u32,
+    /// Unix seconds now and at start.
+    pub now: u64,
+    pub started: u64,
+    pub uptime: u64,
+    /// What this node is in its cluster. "single node" until replication and VRRP exist;
+    /// then e.g. "master (VRRP)", "backup", "syncing".
+    pub role: &'static str,
+    pub ready: bool,
+    pub stopping: bool,
+    pub cpu_user: f64,
+    pub cpu_system: f64,
+    pub threads: u64,
+    pub max_connections: u64,
+    pub connections: u64,
+    pub counters: Counters,
+    pub store: StoreStats,
+    /// Size classes holding items or having counted an event (as `stats items`).
+    pub classes: Vec<ClassStats>,
+}
+
+impl Snapshot {
+    /// Gather the figures. Walks every item for the per-class table (as `stats items`
+    /// does), so call it off the async workers (`spawn_blocking`).
+    pub fn take(shared: &Shared) -> Snapshot {
+        let now = unix_now();
+        let (cpu_user, cpu_system) = memha_server::stats_cmd::rusage();
+        let stopping = *shared.stop_signal().borrow() != Stop::Running;
+        Snapshot {
+            version: memha_server::VERSION,
+            pid: std::process::id(),
+            now,
+            started: shared.started_unix,
+            uptime: shared.started.elapsed().as_secs(),
+            role: "single node",
+            ready: shared.ready.load(Relaxed),
+            stopping,
+            cpu_user,
+            cpu_system,
+            threads: shared.config.threads as u64,
+            max_connections: shared.config.max_connections as u64,
+            connections: shared.conns.load(Relaxed) as u64,
+            counters: shared.stats.snapshot(),
+            store: shared.store.stats(),
+            classes: shared.store.class_stats(now as u32),
+        }
+    }
+
+    /// Share of gets that hit, `None` before the first get.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let c = &self.counters;
+        let all = c.get_hits + c.get_misses;
+        (all > 0).then(|| c.get_hits as f64 / all as f64)
+    }
+
+    /// Age of the oldest item of a class, seconds (`stats items` `age`).
+    pub fn class_age(&self, c: &ClassStats) -> u64 {
+        (self.now as u32).saturating_sub(c.oldest_atime) as u64
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// A figure's value: counts stay integers in JSON, CPU time is fractional.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Num {
+    Int(u64),
+    Float(f64),
+}
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Num::Int(v) => write!(f, "{v}"),
+            Num::Float(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// One single-valued figure.
+pub struct Scalar {
+    /// Its name in memcached's `stats` (the key in `status.json`).
+    pub stat: &'static str,
+    /// Prometheus metric name. Consecutive entries may share one with different labels.
+    pub metric: &'static str,
+    /// One fixed label, e.g. `("command", "get")`, or `("", "")` for none.
+    pub label: (&'static str, &'static str),
+    pub kind: Kind,
+    /// Prometheus help text (the first entry's, where several share a metric).
+    pub help: &'static str,
+    pub value: fn(&Snapshot) -> Num,
+}
+
+macro_rules! scalars {
+    ($($stat:literal => $metric:literal $({$lk:literal = $lv:literal})? , $kind:ident, $help:literal, |$s:ident| $e:expr;)*) => {
+        /// Every single-valued figure, in exposition order.
+        pub const SCALARS: &[Scalar] = &[$(Scalar {
+            stat: $stat,
+            metric: $metric,
+            label: scalars!(@label $($lk, $lv)?),
+            kind: Kind::$kind,
+            help: $help,
+            value: |$s: &Snapshot| Num::from($e),
+        },)*];
+    };
+    (@label) => { ("", "") };
+    (@label $k:literal, $v:literal) => { ($k, $v) };
+}
+
+impl From<u64> for Num {
+    fn from(v: u64) -> Num {
+        Num::Int(v)
+    }
+}
+
+impl From<f64> for Num {
+    fn from(v: f64) -> Num {
+        Num::Float(v)
+    }
+}
+
+impl From<bool> for Num {
+    fn from(v: bool) -> Num {
+        Num::Int(v as u64)
+    }
+}
+
+scalars! {
+    "up" => "memha_up", Gauge, "1 while the server answers.", |_s| 1u64;
+    "ready" => "memha_ready", Gauge,
+        "1 while the node is ready for traffic (0 while stopping, or later while replication syncs).",
+        |s| s.ready && !s.stopping;
+    "uptime" => "memha_uptime_seconds", Gauge, "Seconds since the server started.", |s| s.uptime;
+    "started" => "memha_start_time_seconds", Gauge, "Unix time the server started.", |s| s.started;
+    "rusage_user" => "memha_cpu_user_seconds_total", Counter, "User CPU time used by the process.",
+        |s| s.cpu_user;
+    "rusage_system" => "memha_cpu_system_seconds_total", Counter,
+        "System CPU time used by the process.", |s| s.cpu_system;
+    "threads" => "memha_threads", Gauge, "Worker threads (-t).", |s| s.threads;
+    "max_connections" => "memha_connections_max", Gauge, "Connection limit (-c).",
+        |s| s.max_connections;
+    "curr_connections" => "memha_connections", Gauge, "Open client connections.",
+        |s| s.connections;
+    "total_connections" => "memha_connections_total", Counter, "Client connections accepted.",
+        |s| s.counters.total_connections;
+    "rejected_connections" => "memha_connections_rejected_total", Counter,
+        "Client connections refused because of the connection limit.",
+        |s| s.counters.rejected_connections;
+    "cmd_get" => "memha_commands_total"{"command" = "get"}, Counter,
+        "Commands processed, by kind (stats cmd_*). Meta commands count under the kind they \
+         act as (mg = get, ms = set, …), so command=\"meta\" stays 0, as stats cmd_meta.",
+        |s| s.counters.cmd_get;
+    "cmd_set" => "memha_commands_total"{"command" = "set"}, Counter, "", |s| s.counters.cmd_set;
+    "cmd_flush" => "memha_commands_total"{"command" = "flush"}, Counter, "",
+        |s| s.counters.cmd_flush;
+    "cmd_touch" => "memha_commands_total"{"command" = "touch"}, Counter, "",
+        |s| s.counters.cmd_touch;
+    "cmd_meta" => "memha_commands_total"{"command" = "meta"}, Counter, "", |_s| 0u64;
+    "get_hits" => "memha_get_hits_total", Counter, "Gets that found the key.",
+        |s| s.counters.get_hits;
+    "get_misses" => "memha_get_misses_total", Counter,
+        "Gets that did not find a live item (includes expired and flushed).",
+        |s| s.counters.get_misses;
+    "get_expired" => "memha_get_expired_total", Counter, "Gets that found an expired item.",
+        |s| s.counters.get_expired;
+    "get_flushed" => "memha_get_flushed_total", Counter,
+        "Gets that found an item hidden by flush_all.", |s| s.counters.get_flushed;
+    "delete_hits" => "memha_delete_hits_total", Counter, "Deletes that removed an item.",
+        |s| s.counters.delete_hits;
+    "delete_misses" => "memha_delete_misses_total", Counter, "Deletes of a missing key.",
+        |s| s.counters.delete_misses;
+    "incr_hits" => "memha_incr_hits_total", Counter, "Increments of an existing item.",
+        |s| s.counters.incr_hits;
+    "incr_misses" => "memha_incr_misses_total", Counter, "Increments of a missing key.",
+        |s| s.counters.incr_misses;
+    "decr_hits" => "memha_decr_hits_total", Counter, "Decrements of an existing item.",
+        |s| s.counters.decr_hits;
+    "decr_misses" => "memha_decr_misses_total", Counter, "Decrements of a missing key.",
+        |s| s.counters.decr_misses;
+    "cas_hits" => "memha_cas_hits_total", Counter, "CAS writes that matched and stored.",
+        |s| s.counters.cas_hits;
+    "cas_misses" => "memha_cas_misses_total", Counter, "CAS writes to a missing key.",
+        |s| s.counters.cas_misses;
+    "cas_badval" => "memha_cas_badval_total", Counter,
+        "CAS writes refused because the item had changed.", |s| s.counters.cas_badval;
+    "touch_hits" => "memha_touch_hits_total", Counter, "Touches of an existing item.",
+        |s| s.counters.touch_hits;
+    "touch_misses" => "memha_touch_misses_total", Counter, "Touches of a missing key.",
+        |s| s.counters.touch_misses;
+    "store_too_large" => "memha_store_too_large_total", Counter,
+        "Writes refused because the item was larger than -I.", |s| s.counters.store_too_large;
+    "store_no_memory" => "memha_store_no_memory_total", Counter,
+        "Writes refused for lack of memory (-M, or nothing evictable).",
+        |s| s.counters.store_no_memory;
+    "auth_cmds" => "memha_auth_commands_total", Counter, "Authentication attempts (-Y).",
+        |s| s.counters.auth_cmds;
+    "auth_errors" => "memha_auth_errors_total", Counter, "Failed authentication attempts.",
+        |s| s.counters.auth_errors;
+    "idle_kicks" => "memha_idle_kicks_total", Counter,
+        "Connections closed for idleness (-o idle_timeout).", |s| s.counters.idle_kicks;
+    "malformed_requests" => "memha_malformed_requests_total", Counter,
+        "Requests that could not be parsed.", |s| s.counters.malformed_requests;
+    "conn_yields" => "memha_conn_yields_total", Counter,
+        "Times a connection yielded to others after -R requests.", |s| s.counters.conn_yields;
+    "bytes_read" => "memha_bytes_read_total", Counter, "Bytes read from clients.",
+        |s| s.counters.bytes_read;
+    "bytes_written" => "memha_bytes_written_total", Counter, "Bytes written to clients.",
+        |s| s.counters.bytes_written;
+    "limit_maxbytes" => "memha_memory_limit_bytes", Gauge, "Memory budget for the cache (-m).",
+        |s| s.store.memory_limit;
+    "memory_used" => "memha_memory_used_bytes", Gauge,
+        "Memory the cache really holds: item allocations plus hash tables.",
+        |s| s.store.memory_used;
+    "hash_bytes" => "memha_hash_table_bytes", Gauge,
+        "Memory held by the hash tables (part of memha_memory_used_bytes).",
+        |s| s.store.table_bytes;
+    "store_shards" => "memha_store_shards", Gauge, "Lock shards of the store.", |s| s.store.shards;
+    "curr_items" => "memha_items", Gauge, "Items stored (including expired ones not yet reclaimed).",
+        |s| s.store.curr_items;
+    "bytes" => "memha_item_bytes", Gauge, "Size of the stored items (header, key and value).",
+        |s| s.store.bytes;
+    "total_items" => "memha_items_stored_total", Counter, "Items ever stored.",
+        |s| s.store.total_items;
+    "evictions" => "memha_evictions_total", Counter, "Live items evicted to make room.",
+        |s| s.store.evictions;
+    "reclaimed" => "memha_reclaimed_total", Counter,
+        "Expired or flushed items whose memory was reused.", |s| s.store.reclaimed;
+    "expired_unfetched" => "memha_expired_unfetched_total", Counter,
+        "Items that expired without ever being read.", |s| s.store.expired_unfetched;
+    "evicted_unfetched" => "memha_evicted_unfetched_total", Counter,
+        "Items evicted without ever being read.", |s| s.store.evicted_unfetched;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_names_are_unique_and_shared_metrics_are_adjacent() {
+        let mut stats = std::collections::HashSet::new();
+        for s in SCALARS {
+            assert!(stats.insert(s.stat), "duplicate stat {}", s.stat);
+        }
+        let mut closed = std::collections::HashSet::new();
+        let mut prev = "";
+        for s in SCALARS {
+            if s.metric != prev {
+                assert!(closed.insert(s.metric), "{} is split", s.metric);
+                assert!(!s.help.is_empty(), "{} has no help", s.metric);
+                prev = s.metric;
+            }
+        }
+    }
+}
