@@ -67,9 +67,9 @@ pub struct RunOptions {
     pub lock_memory: bool,
     /// `-r`: raise the core file size limit to its maximum.
     pub max_core: bool,
-    /// `-x <peer>` (repcached, may repeat): replication peers. Replication is not implemented yet.
+    /// `-x <peer>` (repcached, may repeat): replication peers.
     pub repl_peers: Vec<String>,
-    /// `-X <port>` (repcached): replication port. Replication is not implemented yet.
+    /// `-X <port>` (repcached): replication port.
     pub repl_port: Option<u16>,
     /// `[replication] secret_file`: the shared secret that authenticates peer links.
     pub repl_secret_file: Option<PathBuf>,
@@ -217,8 +217,12 @@ const FLAGS: &[Flag] = &[
     flag('F', &["disable-flush-all"], Arg::No, "", "disable the flush_all command"),
     flag('Y', &["auth-file"], Arg::Required, "<file>", "ascii protocol authentication, <file> holds user:password lines"),
     flag('b', &["listen-backlog"], Arg::Required, "<num>", "the listen backlog queue limit (default: 1024)"),
-    flag('x', &[], Arg::Required, "<addr>", "replication peer (not yet implemented)"),
-    flag('X', &[], Arg::Required, "<num>", "replication port (not yet implemented)"),
+    flag('x', &[], Arg::Required, "<addr>", "replicate with this peer, host[:port]; repeat or comma-separate for more peers"),
+    flag('X', &[], Arg::Required, "<num>", "replication port (default: 11212)"),
+    flag(LONG_ONLY, &["repl-secret-file"], Arg::Required, "<file>", "shared secret authenticating replication links (needed beyond loopback)"),
+    flag(LONG_ONLY, &["repl-ack"], Arg::Required, "<mode>", "async (default): STORED after the local write"),
+    flag(LONG_ONLY, &["repl-backlog-mb"], Arg::Required, "<num>", "writes kept for a peer that reconnects, MiB (default: 64)"),
+    flag(LONG_ONLY, &["repl-node-id"], Arg::Required, "<num>", "this node's id in item versions, 0-1023 (default: from host name and port)"),
     flag('o', &["extended"], Arg::Required, "<opts>", "comma-separated extended options, see below"),
     // Not supported; listed so they get a specific error rather than "unknown option".
     flag('S', &["enable-sasl"], Arg::No, "", ""),
@@ -867,8 +871,37 @@ impl Parser {
         match f.short {
             'h' => return Ok(Some(Cli::Help)),
             'V' => return Ok(Some(Cli::Version)),
-            // Loaded before any flag was applied (see `parse_run`).
-            LONG_ONLY => {}
+            LONG_ONLY => match f.long[0] {
+                // Loaded before any flag was applied (see `parse_run`).
+                "config" => {}
+                "repl-secret-file" => {
+                    nonempty("a file holding the replication secret")?;
+                    run.repl_secret_file = Some(PathBuf::from(v));
+                }
+                "repl-ack" => {
+                    run.repl_ack = match v {
+                        "async" => AckMode::Async,
+                        "sync" => AckMode::Sync,
+                        _ => return err(format!("{shown} {v}: must be async or sync")),
+                    }
+                }
+                "repl-backlog-mb" => {
+                    let mb: u64 = v
+                        .parse()
+                        .map_err(|_| CliError(format!("{shown} {v}: a number of MiB (e.g. 64)")))?;
+                    if mb == 0 {
+                        return err(format!("{shown} {v}: the backlog needs at least 1 MiB"));
+                    }
+                    run.repl_backlog_mb = mb;
+                }
+                "repl-node-id" => {
+                    run.repl_node_id = match v.parse::<u16>() {
+                        Ok(id) if id <= 1023 => Some(id),
+                        _ => return err(format!("{shown} {v}: a node id is 0 to 1023")),
+                    }
+                }
+                other => unreachable!("long option --{other} has no handler"),
+            },
             'p' => cfg.tcp_port = at(shown, v, port(v, "the TCP port"))?,
             'U' => cfg.udp_port = at(shown, v, port(v, "the UDP port"))?,
             's' => {
@@ -953,13 +986,17 @@ impl Parser {
             }
             'x' => {
                 nonempty("a replication peer address")?;
-                let peer = at(shown, v, repl_peer(v))?;
                 if !self.peers_replaced {
                     // The command line's -x replaces the file's `peers`, not adds to them.
                     self.peers_replaced = true;
                     run.repl_peers.clear();
                 }
-                run.repl_peers.push(peer);
+                for one in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let peer = at(shown, v, repl_peer(one))?;
+                    if !run.repl_peers.contains(&peer) {
+                        run.repl_peers.push(peer);
+                    }
+                }
             }
             'X' => run.repl_port = Some(at(shown, v, repl_port(v))?),
             'f' => {

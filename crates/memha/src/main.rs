@@ -9,7 +9,8 @@
 use std::process::ExitCode;
 
 use memha::cli::{self, Cli, RunOptions};
-use memha::config_file::{self, LogLevel, Secrets};
+use memha::config_file::{self, AckMode, LogLevel, Secrets};
+use memha_repl::node::ReplConfig;
 use memha_server::auth::AuthTable;
 use memha_server::Shared;
 
@@ -78,13 +79,6 @@ fn run(opts: RunOptions) -> Result<(), String> {
         .as_ref()
         .map(|f| format!(" (from {})", f.display()))
         .unwrap_or_default();
-    if !opts.repl_peers.is_empty() || opts.repl_port.is_some() {
-        return Err(
-            "replication (-x/-X) is not available in this build of memha yet; \
-                    start without -x/-X to run a single node"
-                .into(),
-        );
-    }
     if !opts.vrrp_instances.is_empty() {
         return Err(format!(
             "VRRP is not available in this build yet: remove the [[vrrp_instance]] sections{from_file} \
@@ -107,13 +101,24 @@ fn run(opts: RunOptions) -> Result<(), String> {
         Some(path) => Some(AuthTable::load(path)?),
         None => None,
     };
-    let shared = Shared::new(opts.server.clone(), auth);
+    let replication = replication_config(&opts)?;
+    let (repl_cfg, repl_listener) = match replication {
+        Some((cfg, listener)) => (Some(cfg), Some(listener)),
+        None => (None, None),
+    };
+    let shared = Shared::with_replication(opts.server.clone(), auth, repl_cfg);
     // Bind everything before daemonizing, so a busy port is reported on the terminal.
     let admin = opts
         .admin_listen
         .map(|addr| memha_admin::bind(addr).map_err(|e| format!("[admin] listen{from_file}: {e}")))
         .transpose()?;
     let mut bound = memha_server::bind(shared)?;
+    if let Some(listener) = repl_listener {
+        if let Ok(a) = listener.local_addr() {
+            tracing::info!("replication listening on {a}");
+        }
+        bound.add_service(move |shared| memha_server::replication::serve(listener, shared));
+    }
     if let Some(listener) = admin {
         if let Ok(a) = listener.local_addr() {
             tracing::info!("admin endpoint on http://{a}/ (/metrics, /health, /ready)");
@@ -144,6 +149,117 @@ fn run(opts: RunOptions) -> Result<(), String> {
         let _ = std::fs::remove_file(path);
     }
     result
+}
+
+/// Default replication port, repcached's.
+const DEFAULT_REPL_PORT: u16 = 11212;
+
+/// The replication settings and its bound listener, when `-x`/`-X` or `[replication]` ask for
+/// replication. Peers and the listener must be on loopback unless a secret authenticates the
+/// links: repcached handed its whole cache to whoever connected; memha does not.
+fn replication_config(
+    opts: &RunOptions,
+) -> Result<Option<(ReplConfig, std::net::TcpListener)>, String> {
+    if opts.repl_peers.is_empty() && opts.repl_port.is_none() {
+        return Ok(None);
+    }
+    if opts.repl_ack == AckMode::Sync {
+        return Err(
+            "replication ack = \"sync\" is not available in this build yet; use \
+                    \"async\" (the default)"
+                .into(),
+        );
+    }
+    let port = opts.repl_port.unwrap_or(DEFAULT_REPL_PORT);
+    let secret = match &opts.repl_secret_file {
+        Some(path) => {
+            let raw = std::fs::read(path).map_err(|e| {
+                format!("cannot read the replication secret {}: {e}", path.display())
+            })?;
+            let secret = raw.trim_ascii().to_vec();
+            if secret.len() < 16 {
+                return Err(format!(
+                    "the replication secret in {} is {} bytes; use at least 16 (e.g. `head -c 32 \
+                     /dev/urandom | base64 > {}`)",
+                    path.display(),
+                    secret.len(),
+                    path.display()
+                ));
+            }
+            Some(secret)
+        }
+        None => None,
+    };
+    let mut peers = Vec::new();
+    for p in &opts.repl_peers {
+        let with_port = if p
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+            && !p.ends_with(']')
+        {
+            p.clone()
+        } else {
+            format!("{p}:{port}")
+        };
+        if secret.is_none() {
+            let loopback = std::net::ToSocketAddrs::to_socket_addrs(&with_port)
+                .map_err(|e| format!("replication peer {p}: {e}"))?
+                .all(|a| a.ip().is_loopback());
+            if !loopback {
+                return Err(format!(
+                    "replication peer {p} is not on loopback and there is no secret: set \
+                     [replication] secret_file (or --repl-secret-file) on every node"
+                ));
+            }
+        }
+        peers.push(with_port);
+    }
+    let bind_ip = match (opts.server.listen.first(), secret.is_some()) {
+        (Some(ip), _) => *ip,
+        (None, true) => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        (None, false) => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    };
+    if secret.is_none() {
+        if !bind_ip.is_loopback() {
+            return Err(format!(
+                "replication on {bind_ip} needs a secret: set [replication] secret_file \
+                 (or --repl-secret-file), or listen on loopback only"
+            ));
+        }
+        tracing::warn!("replication has no secret: peers are accepted from loopback only");
+    }
+    let addr = std::net::SocketAddr::new(bind_ip, port);
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| format!("cannot listen for replication on {addr}: {e}"))?;
+    let node_id = opts.repl_node_id.unwrap_or_else(|| derived_node_id(port));
+    Ok(Some((
+        ReplConfig {
+            node_id,
+            cluster: b"memha".to_vec(),
+            secret,
+            peers,
+            backlog_bytes: (opts.repl_backlog_mb as usize).saturating_mul(1024 * 1024),
+            ready_grace: std::time::Duration::from_secs(5),
+        },
+        listener,
+    )))
+}
+
+/// A node id from the host name and the replication port: distinct for the nodes of one
+/// cluster in practice (two nodes on one host differ by port), stable across restarts. A
+/// collision is detected when the peers meet and reported; `[replication] node_id` fixes it.
+fn derived_node_id(port: u16) -> u16 {
+    let mut name = [0u8; 256];
+    // SAFETY: gethostname writes at most name.len() bytes into the buffer.
+    unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) };
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    // FNV-1a: small, stable across builds and platforms.
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in name[..len].iter().chain(&port.to_be_bytes()) {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    (h % 1024) as u16
 }
 
 /// `[logging] level`, else `-v` = info, `-vv` = debug, `-vvv` = trace; quiet (warnings only)

@@ -317,10 +317,15 @@ fn help_text_contents() {
             .any(|l| l.starts_with(&format!("{flag},")) || l.starts_with(&format!("{flag} ")));
         assert!(listed, "help does not list {flag}:\n{help}");
     }
-    assert!(
-        help.contains("replication (not yet implemented)")
-            || help.contains("replication peer (not yet implemented)")
-    );
+    assert!(help.contains("replicate with this peer"));
+    for long in [
+        "--repl-secret-file",
+        "--repl-ack",
+        "--repl-backlog-mb",
+        "--repl-node-id",
+    ] {
+        assert!(help.contains(long), "help does not list {long}");
+    }
     assert!(help.contains("idle_timeout"));
     for long in [
         "--port=",

@@ -62,17 +62,22 @@ pub enum Frame<'a> {
         wall_ms: u64,
     },
     /// Listener → dialer: proves the listener knows the secret and challenges the dialer.
+    /// `epoch` names the listener's current write stream (it changes when the node restarts,
+    /// so sequence numbers from an older run are never mistaken for this one's).
     Challenge {
         version: u16,
         node_id: u16,
         nonce: [u8; 16],
         wall_ms: u64,
+        epoch: u64,
         mac: [u8; 32],
     },
-    /// Dialer → listener: the dialer's proof, and where each origin's stream should resume.
+    /// Dialer → listener: the dialer's proof, and how far it has applied the listener's stream
+    /// (`epoch`, `seq`); `(0, 0)` = nothing yet.
     Auth {
         mac: [u8; 32],
-        resume: Vec<(u16, u64)>,
+        epoch: u64,
+        seq: u64,
     },
     /// A write by node `origin`, its `seq`-th.
     Write {
@@ -88,9 +93,11 @@ pub enum Frame<'a> {
     Heartbeat {
         wall_ms: u64,
     },
-    /// Full sync starts; the live stream resumes after it from these points.
+    /// Full sync follows (items as `Write`s with `seq` 0); the live stream of `epoch`
+    /// continues after it from `seq + 1`.
     SyncBegin {
-        resume: Vec<(u16, u64)>,
+        epoch: u64,
+        seq: u64,
     },
     SyncEnd,
 }
@@ -160,18 +167,21 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) -> Result<(), &'static str> 
             node_id,
             nonce,
             wall_ms,
+            epoch,
             mac,
         } => {
             out.extend_from_slice(&version.to_be_bytes());
             out.extend_from_slice(&node_id.to_be_bytes());
             out.extend_from_slice(nonce);
             out.extend_from_slice(&wall_ms.to_be_bytes());
+            out.extend_from_slice(&epoch.to_be_bytes());
             out.extend_from_slice(mac);
             kind::CHALLENGE
         }
-        Frame::Auth { mac, resume } => {
+        Frame::Auth { mac, epoch, seq } => {
             out.extend_from_slice(mac);
-            put_resume(out, resume);
+            out.extend_from_slice(&epoch.to_be_bytes());
+            out.extend_from_slice(&seq.to_be_bytes());
             kind::AUTH
         }
         Frame::Write { origin, seq, op } => {
@@ -192,8 +202,9 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) -> Result<(), &'static str> 
             out.extend_from_slice(&wall_ms.to_be_bytes());
             kind::HEARTBEAT
         }
-        Frame::SyncBegin { resume } => {
-            put_resume(out, resume);
+        Frame::SyncBegin { epoch, seq } => {
+            out.extend_from_slice(&epoch.to_be_bytes());
+            out.extend_from_slice(&seq.to_be_bytes());
             kind::SYNC_BEGIN
         }
         Frame::SyncEnd => kind::SYNC_END,
@@ -216,14 +227,6 @@ fn put_bytes8(out: &mut Vec<u8>, b: &[u8]) {
 fn put_bytes32(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_be_bytes());
     out.extend_from_slice(b);
-}
-
-fn put_resume(out: &mut Vec<u8>, resume: &[(u16, u64)]) {
-    out.extend_from_slice(&(resume.len().min(u16::MAX as usize) as u16).to_be_bytes());
-    for (origin, seq) in resume.iter().take(u16::MAX as usize) {
-        out.extend_from_slice(&origin.to_be_bytes());
-        out.extend_from_slice(&seq.to_be_bytes());
-    }
 }
 
 fn put_key(out: &mut Vec<u8>, key: &[u8]) -> Result<(), &'static str> {
@@ -342,11 +345,13 @@ fn parse_frame<'a>(kind: u8, r: &mut Reader<'a>) -> Option<Frame<'a>> {
             node_id: r.u16()?,
             nonce: r.array()?,
             wall_ms: r.u64()?,
+            epoch: r.u64()?,
             mac: r.array()?,
         },
         kind::AUTH => Frame::Auth {
             mac: r.array()?,
-            resume: r.resume()?,
+            epoch: r.u64()?,
+            seq: r.u64()?,
         },
         kind::WRITE => Frame::Write {
             origin: r.u16()?,
@@ -359,7 +364,8 @@ fn parse_frame<'a>(kind: u8, r: &mut Reader<'a>) -> Option<Frame<'a>> {
         },
         kind::HEARTBEAT => Frame::Heartbeat { wall_ms: r.u64()? },
         kind::SYNC_BEGIN => Frame::SyncBegin {
-            resume: r.resume()?,
+            epoch: r.u64()?,
+            seq: r.u64()?,
         },
         kind::SYNC_END => Frame::SyncEnd,
         _ => return None,
@@ -448,15 +454,6 @@ impl<'a> Reader<'a> {
         let k = self.bytes8()?;
         (1..=MAX_KEY).contains(&k.len()).then_some(k)
     }
-
-    fn resume(&mut self) -> Option<Vec<(u16, u64)>> {
-        let n = self.u16()? as usize;
-        // Each entry is 10 bytes: refuse a count the payload cannot hold before allocating.
-        if n * 10 > self.buf.len() {
-            return None;
-        }
-        (0..n).map(|_| Some((self.u16()?, self.u64()?))).collect()
-    }
 }
 
 #[cfg(test)]
@@ -477,11 +474,13 @@ mod tests {
                 node_id: 9,
                 nonce: [5; 16],
                 wall_ms: 42,
+                epoch: 77,
                 mac: [9; 32],
             },
             Frame::Auth {
                 mac: [1; 32],
-                resume: vec![(1, 10), (2, 0)],
+                epoch: 77,
+                seq: 10,
             },
             Frame::Write {
                 origin: 1,
@@ -529,9 +528,7 @@ mod tests {
             },
             Frame::Ack { origin: 1, seq: 99 },
             Frame::Heartbeat { wall_ms: 5 },
-            Frame::SyncBegin {
-                resume: vec![(4, 4)],
-            },
+            Frame::SyncBegin { epoch: 4, seq: 4 },
             Frame::SyncEnd,
         ]
     }
@@ -580,17 +577,11 @@ mod tests {
         let vlen_at = out.len() - 7 - 4;
         out[vlen_at..vlen_at + 4].copy_from_slice(&1000u32.to_be_bytes());
         assert_eq!(decode(&out), Decoded::Invalid("malformed frame"));
-        // A resume count larger than the payload.
-        let mut out = Vec::new();
-        encode(
-            &Frame::SyncBegin {
-                resume: vec![(1, 1)],
-            },
-            &mut out,
-        )
-        .unwrap();
-        out[5..7].copy_from_slice(&u16::MAX.to_be_bytes());
-        assert_eq!(decode(&out), Decoded::Invalid("malformed frame"));
+        // A frame shorter than its fields.
+        assert_eq!(
+            decode(&[0, 0, 0, 3, kind::SYNC_BEGIN, 0, 0]),
+            Decoded::Invalid("malformed frame")
+        );
         // A key of 251 bytes (the length byte allows 255).
         let mut out = Vec::new();
         encode(&samples()[4], &mut out).unwrap();

@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! dialer   → Hello     { version, cluster, node_id, nonce_d, wall_ms }
-//! listener → Challenge { version, node_id, nonce_l, wall_ms, mac_l = HMAC(secret, "L"|transcript) }
-//! dialer   → Auth      { mac_d = HMAC(secret, "D"|transcript), resume }
+//! listener → Challenge { version, node_id, nonce_l, wall_ms, epoch, mac_l = HMAC(secret, "L"|transcript) }
+//! dialer   → Auth      { mac_d = HMAC(secret, "D"|transcript), epoch, seq }
 //! ```
 //!
 //! The transcript binds both nonces, both node ids, the cluster name and the version, so a
@@ -41,6 +41,8 @@ pub struct Peer {
     /// Peer wall clock minus ours, in ms, from the handshake timestamps (not corrected for
     /// the round trip; the link refines it with heartbeats).
     pub clock_skew_ms: i64,
+    /// The listener's stream epoch (0 when seen from the listener).
+    pub epoch: u64,
 }
 
 /// Why a handshake failed. Every variant closes the link and is counted.
@@ -129,17 +131,19 @@ impl Dialer {
     }
 
     /// Check the listener's `Challenge`; on success returns the peer and the `Auth` frame to
-    /// send (carrying `resume`, where this node wants each origin's stream to restart).
+    /// send. `resume(epoch)` says how far this node has applied the listener's stream of
+    /// that epoch (0 = nothing).
     pub fn on_challenge(
         &self,
         frame: &Frame<'_>,
-        resume: Vec<(u16, u64)>,
+        resume: impl FnOnce(u64) -> u64,
     ) -> Result<(Peer, Frame<'static>), HandshakeError> {
         let Frame::Challenge {
             version,
             node_id,
             nonce,
             wall_ms,
+            epoch,
             mac: their_mac,
         } = frame
         else {
@@ -166,8 +170,18 @@ impl Dialer {
         let peer = Peer {
             node_id: *node_id,
             clock_skew_ms: *wall_ms as i64 - self.wall_ms as i64,
+            epoch: *epoch,
         };
-        Ok((peer, Frame::Auth { mac: ours, resume }))
+        let seq = resume(*epoch);
+        let epoch = if seq == 0 { 0 } else { *epoch };
+        Ok((
+            peer,
+            Frame::Auth {
+                mac: ours,
+                epoch,
+                seq,
+            },
+        ))
     }
 }
 
@@ -188,6 +202,7 @@ impl Listener {
         frame: &Frame<'_>,
         nonce: [u8; 16],
         wall_ms: u64,
+        epoch: u64,
     ) -> Result<(Listener, Frame<'static>), HandshakeError> {
         let Frame::Hello {
             version,
@@ -222,6 +237,7 @@ impl Listener {
             node_id: id.node_id,
             nonce,
             wall_ms,
+            epoch,
             mac: ours,
         };
         let state = Listener {
@@ -235,11 +251,12 @@ impl Listener {
     }
 
     /// Check the dialer's `Auth`: on success the link is authenticated; returns the peer and
-    /// where the dialer wants each origin's stream to resume.
-    pub fn on_auth(&self, frame: &Frame<'_>) -> Result<(Peer, Vec<(u16, u64)>), HandshakeError> {
+    /// how far it has applied this node's stream: `(epoch, seq)`, `(0, 0)` = nothing.
+    pub fn on_auth(&self, frame: &Frame<'_>) -> Result<(Peer, (u64, u64)), HandshakeError> {
         let Frame::Auth {
             mac: their_mac,
-            resume,
+            epoch,
+            seq,
         } = frame
         else {
             return Err(HandshakeError::Unexpected("frame instead of Auth"));
@@ -255,8 +272,9 @@ impl Listener {
         let peer = Peer {
             node_id: self.dialer_id,
             clock_skew_ms: self.skew_ms,
+            epoch: 0,
         };
-        Ok((peer, resume.clone()))
+        Ok((peer, (*epoch, *seq)))
     }
 }
 
@@ -291,17 +309,18 @@ mod tests {
     fn both_sides_authenticate() {
         let d = Dialer::start(id(1, b"s3cret"), [1; 16], 1000);
         let hello = wire(&d.hello());
-        let (l, challenge) = Listener::on_hello(id(2, b"s3cret"), &back(&hello), [2; 16], 1250)
+        let (l, challenge) = Listener::on_hello(id(2, b"s3cret"), &back(&hello), [2; 16], 1250, 99)
             .expect("hello accepted");
         let challenge = wire(&challenge);
         let (peer, auth) = d
-            .on_challenge(&back(&challenge), vec![(2, 41)])
+            .on_challenge(&back(&challenge), |epoch| if epoch == 99 { 41 } else { 0 })
             .expect("challenge verified");
         assert_eq!(
             peer,
             Peer {
                 node_id: 2,
-                clock_skew_ms: 250
+                clock_skew_ms: 250,
+                epoch: 99
             }
         );
         let auth = wire(&auth);
@@ -310,27 +329,30 @@ mod tests {
             peer,
             Peer {
                 node_id: 1,
-                clock_skew_ms: -250
+                clock_skew_ms: -250,
+                epoch: 0
             }
         );
-        assert_eq!(resume, vec![(2, 41)]);
+        assert_eq!(resume, (99, 41));
     }
 
     #[test]
     fn a_wrong_secret_fails_on_both_sides() {
         // The listener has the wrong secret: the dialer refuses its challenge.
         let d = Dialer::start(id(1, b"right"), [1; 16], 0);
-        let (_, challenge) = Listener::on_hello(id(2, b"wrong"), &d.hello(), [2; 16], 0).unwrap();
+        let (_, challenge) =
+            Listener::on_hello(id(2, b"wrong"), &d.hello(), [2; 16], 0, 1).unwrap();
         assert_eq!(
-            d.on_challenge(&challenge, vec![]).unwrap_err(),
+            d.on_challenge(&challenge, |_| 0).unwrap_err(),
             HandshakeError::BadMac
         );
         // The dialer has the wrong secret: the listener refuses its auth.
         let d = Dialer::start(id(1, b"wrong"), [1; 16], 0);
-        let (l, _) = Listener::on_hello(id(2, b"right"), &d.hello(), [2; 16], 0).unwrap();
+        let (l, _) = Listener::on_hello(id(2, b"right"), &d.hello(), [2; 16], 0, 1).unwrap();
         let forged = Frame::Auth {
             mac: [0; 32],
-            resume: vec![],
+            epoch: 0,
+            seq: 0,
         };
         assert_eq!(l.on_auth(&forged).unwrap_err(), HandshakeError::BadMac);
     }
@@ -338,26 +360,27 @@ mod tests {
     #[test]
     fn a_mac_cannot_be_reflected_or_replayed() {
         let d = Dialer::start(id(1, b"k"), [1; 16], 0);
-        let (l, challenge) = Listener::on_hello(id(2, b"k"), &d.hello(), [2; 16], 0).unwrap();
+        let (l, challenge) = Listener::on_hello(id(2, b"k"), &d.hello(), [2; 16], 0, 1).unwrap();
         // Reflect the listener's own MAC back as the dialer's proof.
         let Frame::Challenge { mac, .. } = challenge else {
             unreachable!()
         };
         let reflected = Frame::Auth {
             mac,
-            resume: vec![],
+            epoch: 0,
+            seq: 0,
         };
         assert_eq!(l.on_auth(&reflected).unwrap_err(), HandshakeError::BadMac);
         // A valid auth from one link does not open another (different listener nonce).
         let (_, auth) = d
             .on_challenge(
-                &Listener::on_hello(id(2, b"k"), &d.hello(), [2; 16], 0)
+                &Listener::on_hello(id(2, b"k"), &d.hello(), [2; 16], 0, 1)
                     .unwrap()
                     .1,
-                vec![],
+                |_| 0,
             )
             .unwrap();
-        let (other, _) = Listener::on_hello(id(2, b"k"), &d.hello(), [7; 16], 0).unwrap();
+        let (other, _) = Listener::on_hello(id(2, b"k"), &d.hello(), [7; 16], 0, 1).unwrap();
         assert_eq!(other.on_auth(&auth).unwrap_err(), HandshakeError::BadMac);
     }
 
@@ -367,11 +390,11 @@ mod tests {
         let mut other = id(2, b"k");
         other.cluster = b"prod".to_vec();
         assert_eq!(
-            Listener::on_hello(other, &d.hello(), [2; 16], 0).unwrap_err(),
+            Listener::on_hello(other, &d.hello(), [2; 16], 0, 1).unwrap_err(),
             HandshakeError::Cluster("memha".into())
         );
         assert_eq!(
-            Listener::on_hello(id(1, b"k"), &d.hello(), [2; 16], 0).unwrap_err(),
+            Listener::on_hello(id(1, b"k"), &d.hello(), [2; 16], 0, 1).unwrap_err(),
             HandshakeError::SameNodeId(1)
         );
         let hello_v9 = Frame::Hello {
@@ -382,11 +405,11 @@ mod tests {
             wall_ms: 0,
         };
         assert!(matches!(
-            Listener::on_hello(id(2, b"k"), &hello_v9, [2; 16], 0),
+            Listener::on_hello(id(2, b"k"), &hello_v9, [2; 16], 0, 1),
             Err(HandshakeError::Version { theirs: 9, .. })
         ));
         assert!(matches!(
-            Listener::on_hello(id(2, b"k"), &Frame::SyncEnd, [2; 16], 0),
+            Listener::on_hello(id(2, b"k"), &Frame::SyncEnd, [2; 16], 0, 1),
             Err(HandshakeError::Unexpected(_))
         ));
         assert!(HandshakeError::BadMac

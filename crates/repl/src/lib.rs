@@ -9,7 +9,9 @@
 //! - [`frame`]: frames and their binary encoding (length-prefixed, bounded).
 //! - [`handshake`]: challenge–response authentication of a link with a shared secret.
 
+pub mod backlog;
 pub mod frame;
 pub mod handshake;
+pub mod node;
 
 pub use frame::{decode, encode, Decoded, Frame, Op, MAX_FRAME};

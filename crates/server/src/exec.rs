@@ -13,8 +13,8 @@ use memha_protocol::meta;
 use memha_protocol::request::{ArithMode, MetaCmd, SetMode as MetaSetMode};
 use memha_protocol::{ItemInfo, MetaRequest, Outcome, Status};
 use memha_store::{
-    ArithOptions, ArithStatus, Lookup, ReadOptions, RemoveOptions, RemoveResult, SetMode,
-    StoreResult, WriteOptions,
+    ArithOptions, ArithStatus, DeleteResult, Lookup, ReadOptions, RemoveOptions, RemoveResult,
+    SetMode, StoreResult, WriteOptions,
 };
 
 use crate::shared::{DetailOp, Shared};
@@ -65,6 +65,23 @@ impl ReadKind {
             touch: req.ttl.is_some(),
             tokens: true,
         }
+    }
+}
+
+/// Delete `key` because a write to it failed (too large, no memory): a client reading after
+/// a failed write must not see the old value — on this node or, through replication, on any.
+pub fn drop_after_failed_write(shared: &Shared, key: &[u8], now: u32) {
+    let (result, version) = shared.store.delete_versioned(key, None, now);
+    if let (DeleteResult::Deleted, Some(repl)) = (result, &shared.repl) {
+        repl.capture_delete(key, version);
+    }
+}
+
+/// `flush_all [delay]`: `at` is the absolute time it takes effect (None = now).
+pub fn flush_all(shared: &Shared, at: Option<u32>) {
+    let floor = shared.store.flush_all(at);
+    if let Some(repl) = &shared.repl {
+        repl.capture_flush(floor, at.unwrap_or(0));
     }
 }
 
@@ -134,6 +151,14 @@ fn read(
         flags.vivified
     });
     let hit = matches!(found, Lookup::Hit(false));
+    if let Some(repl) = &shared.repl {
+        match found {
+            // A vivified stub is a new item.
+            Lookup::Hit(true) => repl.capture_set(key),
+            Lookup::Hit(false) if req.ttl.is_some() => repl.capture_touch(key),
+            _ => {}
+        }
+    }
     if kind.touch {
         c.cmd_touch += 1;
         if hit {
@@ -193,6 +218,16 @@ fn write(
         vivify: req.vivify.map(|t| abs_exptime(t, now)),
     };
     let r = shared.store.write(key, now, &w);
+    if let Some(repl) = &shared.repl {
+        match (r.result, mode) {
+            (StoreResult::Stored, _) => repl.capture_set(key),
+            // The store dropped the old value of a failed plain set: so must the peers.
+            (StoreResult::TooLarge | StoreResult::NoMemory, SetMode::Set) => {
+                repl.capture_delete(key, shared.store.next_version())
+            }
+            _ => {}
+        }
+    }
     let status = match r.result {
         StoreResult::Stored => {
             if req.compare_cas.is_some() {
@@ -260,7 +295,16 @@ fn remove(
         remove_value: req.remove_value,
         flags: req.client_flags.unwrap_or(0),
     };
-    let status = match shared.store.remove(key, now, &d) {
+    let (result, version) = shared.store.remove_versioned(key, now, &d);
+    if let (RemoveResult::Removed, Some(repl)) = (result, &shared.repl) {
+        if d.invalidate || d.remove_value {
+            // The item stays, changed: send its new state.
+            repl.capture_set(key);
+        } else {
+            repl.capture_delete(key, version);
+        }
+    }
+    let status = match result {
         RemoveResult::Removed => {
             c.delete_hits += 1;
             Status::Deleted
@@ -293,6 +337,11 @@ fn arith(
         touch: req.ttl.map(|t| abs_exptime(t, now)),
     };
     let r = shared.store.arith_ext(key, now, &a);
+    if let (ArithStatus::Applied | ArithStatus::Created, Some(repl)) = (r.status, &shared.repl) {
+        // Until counters replicate as per-node contributions (docs/design/REPLICATION.md),
+        // the new value travels as a write.
+        repl.capture_set(key);
+    }
     let (hits, misses) = if incr {
         (&mut c.incr_hits, &mut c.incr_misses)
     } else {

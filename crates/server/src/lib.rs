@@ -15,6 +15,7 @@ pub mod auth;
 pub mod config;
 pub mod exec;
 pub mod net;
+pub mod replication;
 pub mod session;
 pub mod shared;
 pub mod stats;

@@ -174,7 +174,7 @@ impl Session {
                 } else {
                     // A failed store must not leave the old value behind: a client that
                     // reads after a failed write would see stale data.
-                    self.shared.store.delete(key, None, now);
+                    exec::drop_after_failed_write(&self.shared, key, now);
                     self.counters.cmd_set += 1;
                     self.counters.store_too_large += 1;
                     if !noreply {
@@ -291,9 +291,9 @@ impl Session {
                     return Step::Done;
                 }
                 if delay > 0 {
-                    shared.store.flush_all(Some(exec::abs_exptime(delay, now)));
+                    exec::flush_all(shared, Some(exec::abs_exptime(delay, now)));
                 } else {
-                    shared.store.flush_all(None);
+                    exec::flush_all(shared, None);
                 }
                 if !noreply {
                     out.extend_from_slice(b"OK\r\n");

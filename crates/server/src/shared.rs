@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use memha_repl::node::{ReplConfig, Replicator};
 use memha_store::{Store, StoreConfig};
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -26,7 +27,9 @@ pub enum Stop {
 /// Everything a connection needs, behind one `Arc`.
 pub struct Shared {
     pub config: Config,
-    pub store: Store,
+    pub store: Arc<Store>,
+    /// Replication to peers, when configured (`-x`/`-X`, `[replication]`).
+    pub repl: Option<Arc<Replicator>>,
     pub stats: GlobalStats,
     pub started: Instant,
     pub started_unix: u64,
@@ -36,20 +39,36 @@ pub struct Shared {
     pub auth: Option<AuthTable>,
     pub detail: DetailStats,
     /// Whether this node should receive traffic (the admin endpoint's `/ready`). Always true
-    /// for a single node; replication will clear it while a node syncs from its peers.
+    /// for a single node; with replication, false until the first sync from its peers.
     pub ready: AtomicBool,
     stop_tx: watch::Sender<Stop>,
 }
 
 impl Shared {
+    /// A single node.
     pub fn new(config: Config, auth: Option<AuthTable>) -> Arc<Shared> {
-        let store = Store::new(StoreConfig {
+        Self::with_replication(config, auth, None)
+    }
+
+    /// A node that replicates with peers when `repl` is given: its item versions carry the
+    /// replication node id, and it is not ready until it has synced from its peers.
+    pub fn with_replication(
+        config: Config,
+        auth: Option<AuthTable>,
+        repl: Option<ReplConfig>,
+    ) -> Arc<Shared> {
+        let store = Arc::new(Store::new(StoreConfig {
             memory_limit: config.memory_limit,
             item_size_max: config.item_size_max,
             no_evict: config.no_evict,
             shards: (config.threads * 16).next_power_of_two().clamp(16, 1024),
-            node_id: 0,
-        });
+            node_id: repl.as_ref().map_or(0, |r| r.node_id),
+            // A single node needs no tombstones: nothing can resurrect what it deleted.
+            max_tombstones: if repl.is_some() { 100_000 } else { 0 },
+            ..StoreConfig::default()
+        }));
+        let repl = repl.map(|cfg| Replicator::new(cfg, store.clone()));
+        let ready = repl.as_ref().is_none_or(|r| r.is_ready());
         let (stop_tx, _) = watch::channel(Stop::Running);
         Arc::new(Shared {
             verbosity: AtomicU32::new(config.verbosity),
@@ -61,7 +80,8 @@ impl Shared {
             conns: AtomicUsize::new(0),
             auth,
             detail: DetailStats::default(),
-            ready: AtomicBool::new(true),
+            ready: AtomicBool::new(ready),
+            repl,
             stop_tx,
         })
     }

@@ -28,6 +28,7 @@ pub fn stats(shared: &Shared, conn: &mut Counters, args: &[u8], out: &mut Vec<u8
             out.extend_from_slice(b"END\r\n");
         }
         (Some(b"conns"), None, _) => conns(shared, out),
+        (Some(b"replication"), None, _) => replication(shared, out),
         (Some(b"reset"), None, _) => {
             shared.stats.reset();
             shared.store.reset_stats();
@@ -268,6 +269,69 @@ fn conns(shared: &Shared, out: &mut Vec<u8>) {
     // Per-connection listing is not kept (it would cost a shared registry on every accept);
     // report the count so scripts reading until END see a well-formed answer.
     push_stat(out, "curr_connections", shared.conns.load(Relaxed));
+    out.extend_from_slice(b"END\r\n");
+}
+
+/// `stats replication`: this node's stream and every peer link.
+fn replication(shared: &Shared, out: &mut Vec<u8>) {
+    let Some(repl) = &shared.repl else {
+        push_stat(out, "replication", "disabled");
+        out.extend_from_slice(b"END\r\n");
+        return;
+    };
+    let r = repl.stats();
+    push_stat(out, "replication", "enabled");
+    push_stat(out, "node_id", r.node_id);
+    push_stat(out, "ready", u8::from(r.ready));
+    push_stat(out, "backlog_bytes", r.backlog_bytes);
+    push_stat(out, "backlog_max_bytes", r.backlog_max_bytes);
+    push_stat(out, "backlog_first_seq", r.backlog_first_seq);
+    push_stat(out, "backlog_last_seq", r.backlog_last_seq);
+    push_stat(out, "backlog_dropped", r.backlog_dropped);
+    push_stat(out, "writes_unsendable", r.unsendable);
+    push_stat(out, "needs_resync", r.needs_resync);
+    push_stat(out, "auth_failures", r.auth_failures);
+    push_stat(out, "protocol_errors", r.protocol_errors);
+    push_stat(out, "full_syncs_served", r.full_syncs_served);
+    push_stat(out, "partial_syncs_served", r.partial_syncs_served);
+    for (i, p) in r.peers.iter().enumerate() {
+        let st = |out: &mut Vec<u8>, name: &str, v: &dyn std::fmt::Display| {
+            push_stat(out, &format!("peer{i}:{name}"), v)
+        };
+        st(out, "addr", &p.addr);
+        st(out, "state", &p.state);
+        st(out, "node_id", &p.node_id.map_or(-1, i64::from));
+        st(out, "applied_seq", &p.applied_seq);
+        st(out, "writes_applied", &p.applied);
+        st(out, "writes_stale", &p.stale);
+        st(out, "writes_rejected", &p.rejected);
+        st(out, "connects", &p.connects);
+        st(out, "full_syncs", &p.full_syncs);
+        st(out, "last_full_sync_ms", &p.last_full_sync_ms);
+        st(out, "partial_syncs", &p.partial_syncs);
+        st(out, "clock_skew_ms", &p.clock_skew_ms);
+        st(out, "last_seen_ms", &p.last_seen_ms);
+        st(
+            out,
+            "last_error",
+            &if p.last_error.is_empty() {
+                "-".to_string()
+            } else {
+                p.last_error.replace(['\r', '\n'], " ")
+            },
+        );
+    }
+    for (i, s) in r.subscribers.iter().enumerate() {
+        push_stat(out, &format!("subscriber{i}:addr"), &s.addr);
+        push_stat(out, &format!("subscriber{i}:node_id"), s.node_id);
+        push_stat(out, &format!("subscriber{i}:sent_seq"), s.sent_seq);
+        push_stat(out, &format!("subscriber{i}:acked_seq"), s.acked_seq);
+        push_stat(
+            out,
+            &format!("subscriber{i}:lag_writes"),
+            r.backlog_last_seq.saturating_sub(s.acked_seq),
+        );
+    }
     out.extend_from_slice(b"END\r\n");
 }
 

@@ -33,6 +33,11 @@
 //!   need (vivify, recache tokens, stale items, explicit versions); the
 //!   classic `store_versioned` / `delete` / `arith_versioned` are thin
 //!   wrappers over them.
+//! * **Replication** (`repl.rs`): remote writes are applied last-writer-wins
+//!   by version (`apply_set` / `apply_delete` / `apply_touch` /
+//!   `apply_flush`); deletes, local or remote, leave a bounded, expiring
+//!   tombstone per key so a late older write cannot resurrect the key;
+//!   `snapshot_shard` / `read_for_replication` read state to send.
 //! * **Time** is passed in by the caller (`now`, unix seconds); the store only
 //!   reads the wall clock to mint versions. Dead items are removed lazily when
 //!   a lookup or the CLOCK hand finds them.
@@ -40,6 +45,7 @@
 mod classes;
 mod item;
 mod meta;
+mod repl;
 mod shard;
 mod version;
 
@@ -49,6 +55,7 @@ pub use meta::{
     ArithOptions, ArithOutcome, ArithStatus, ReadFlags, ReadOptions, RemoveOptions, RemoveResult,
     WriteOptions, WriteResult,
 };
+pub use repl::{ApplyResult, TOMBSTONE_OVERHEAD};
 pub use version::{version_floor_at_ms, version_node_id, version_time_ms, EPOCH_MS, MAX_NODE_ID};
 
 use item::{BIT_FETCHED, BIT_VISITED};
@@ -84,6 +91,11 @@ pub struct StoreConfig {
     pub shards: usize,
     /// 0..=1023, embedded in every version.
     pub node_id: u16,
+    /// Seconds a delete tombstone is kept (see `repl.rs`); 0 = keep none.
+    pub tombstone_ttl: u32,
+    /// Bound on tombstones in total, split evenly over the shards (oldest
+    /// dropped first); 0 = keep none.
+    pub max_tombstones: usize,
 }
 
 impl Default for StoreConfig {
@@ -94,6 +106,8 @@ impl Default for StoreConfig {
             no_evict: false,
             shards: 64,
             node_id: 0,
+            tombstone_ttl: 600,
+            max_tombstones: 100_000,
         }
     }
 }
@@ -196,6 +210,8 @@ pub struct StoreStats {
     pub table_bytes: u64,
     /// Buckets over all hash tables.
     pub table_buckets: u64,
+    /// Delete tombstones held (not items; their memory is in `memory_used`).
+    pub tombstones: u64,
 }
 
 #[repr(align(128))]
@@ -217,6 +233,10 @@ pub struct Store {
     evict_cursor: AtomicUsize,
     store_too_large: AtomicU64,
     store_no_memory: AtomicU64,
+    /// Tombstone lifetime in seconds.
+    tomb_ttl: u32,
+    /// Tombstones kept per shard (0 = none).
+    tomb_max: usize,
 }
 
 // Compile-time proof of the threading contract.
@@ -281,6 +301,13 @@ impl Store {
             evict_cursor: AtomicUsize::new(0),
             store_too_large: AtomicU64::new(0),
             store_no_memory: AtomicU64::new(0),
+            tomb_ttl: cfg.tombstone_ttl,
+            // A zero lifetime keeps none either.
+            tomb_max: if cfg.tombstone_ttl == 0 {
+                0
+            } else {
+                cfg.max_tombstones.div_ceil(n)
+            },
         }
     }
 
@@ -513,15 +540,24 @@ impl Store {
 
     /// Delete; with `cas: Some(c)` only if the live item's version is `c`.
     pub fn delete(&self, key: &[u8], cas: Option<u64>, now: u32) -> DeleteResult {
+        self.delete_versioned(key, cas, now).0
+    }
+
+    /// [`Store::delete`], also returning the version of the tombstone the
+    /// delete recorded (a fresh version; 0 unless `Deleted`) — the version
+    /// to replicate the delete with.
+    pub fn delete_versioned(&self, key: &[u8], cas: Option<u64>, now: u32) -> (DeleteResult, u64) {
         let d = RemoveOptions {
             compare_cas: cas,
             ..RemoveOptions::default()
         };
-        match self.remove(key, now, &d) {
+        let (r, v) = self.remove_versioned(key, now, &d);
+        let r = match r {
             RemoveResult::Removed => DeleteResult::Deleted,
             RemoveResult::NotFound => DeleteResult::NotFound,
             RemoveResult::Exists => DeleteResult::Exists,
-        }
+        };
+        (r, v)
     }
 
     /// memcached incr/decr. See [`Store::arith_versioned`].
@@ -575,8 +611,22 @@ impl Store {
     /// `Some(t)`: at unix second `t`, hide everything stored before `t`.
     /// A new call replaces a pending delayed flush (one that is already due
     /// stays in effect).
-    pub fn flush_all(&self, at: Option<u32>) {
+    ///
+    /// Returns the floor version it set (every version below it is, or at
+    /// `t` will be, dead): what to replicate with `at` as
+    /// [`Store::apply_flush`]`(floor, t or 0)`.
+    pub fn flush_all(&self, at: Option<u32>) -> u64 {
+        self.flush_impl(at.unwrap_or(0), None)
+    }
+
+    /// flush_all with `at` (0 = now) and the floor version `floor` (`None`:
+    /// the current version for an immediate flush, the floor of second `at`
+    /// for a delayed one). Returns the floor set.
+    fn flush_impl(&self, at: u32, floor: Option<u64>) -> u64 {
         let _g = self.flush_lock.lock();
+        if let (0, Some(f)) = (at, floor) {
+            self.clock.observe(f);
+        }
         let cur = self.clock.next();
         let now_ms = version_time_ms(cur);
         let pat = self.pending_at.load(Ordering::Acquire);
@@ -585,19 +635,20 @@ impl Store {
             self.flush_floor
                 .fetch_max(self.pending_ver.load(Ordering::Acquire), Ordering::AcqRel);
         }
-        match at {
-            None | Some(0) => {
-                self.flush_floor.fetch_max(cur, Ordering::AcqRel);
-                self.pending_at.store(0, Ordering::Release);
-                self.pending_ver.store(0, Ordering::Release);
-            }
-            Some(t) => {
-                self.pending_ver
-                    .store(version_floor_at_ms(t as u64 * 1000), Ordering::Release);
-                self.pending_at.store(t, Ordering::Release);
-            }
-        }
+        let set = if at == 0 {
+            let v = floor.unwrap_or(cur);
+            self.flush_floor.fetch_max(v, Ordering::AcqRel);
+            self.pending_at.store(0, Ordering::Release);
+            self.pending_ver.store(0, Ordering::Release);
+            v
+        } else {
+            let v = floor.unwrap_or_else(|| version_floor_at_ms(at as u64 * 1000));
+            self.pending_ver.store(v, Ordering::Release);
+            self.pending_at.store(at, Ordering::Release);
+            v
+        };
         self.flush_gen.fetch_add(1, Ordering::AcqRel);
+        set
     }
 
     /// Change the budget; if it shrank, evict down to it right away.
@@ -632,6 +683,7 @@ impl Store {
             s.get_expired += sh.get_expired;
             s.get_flushed += sh.get_flushed;
             s.table_bytes += sh.table_bytes as u64;
+            s.tombstones += sh.tombs.len() as u64;
             if sh.table.capacity() > 0 {
                 s.table_buckets += sh.table.num_buckets() as u64;
             }
@@ -754,6 +806,14 @@ impl Store {
                 return Err(format!("shard {i}: bytes {} != recount {sb}", sh.bytes));
             }
             mem += sh.table_bytes;
+            let tb = sh.tombs.recount();
+            if tb != sh.tombs.bytes() {
+                return Err(format!(
+                    "shard {i}: tombstone bytes {} != recount {tb}",
+                    sh.tombs.bytes()
+                ));
+            }
+            mem += tb;
             curr += sh.table.len() as u64;
             bytes += sh.bytes;
         }

@@ -265,6 +265,9 @@ impl Store {
             it.free();
             return Err(need);
         }
+        // A store over a deleted key: the tombstone is older (local versions
+        // are always newer; `apply_set` checked).
+        sh.tombs.remove(hash, it.key(), &self.mem);
         let v = version.unwrap_or_else(|| self.clock.next());
         it.set_cas(v);
         match found {
@@ -560,20 +563,31 @@ impl Store {
     ///   kept), new version, not stale, win token reset.
     /// * neither: the item is deleted.
     pub fn remove(&self, key: &[u8], now: u32, d: &RemoveOptions) -> RemoveResult {
+        self.remove_versioned(key, now, d).0
+    }
+
+    /// [`Store::remove`], also returning the version it used (0 unless
+    /// `Removed`): for a deletion, the fresh version of the tombstone it
+    /// recorded (replicate as a delete); with `invalidate` / `remove_value`,
+    /// the version of the item that stays (replicate its new state, e.g.
+    /// from [`Store::read_for_replication`]).
+    pub fn remove_versioned(&self, key: &[u8], now: u32, d: &RemoveOptions) -> (RemoveResult, u64) {
         let hash = self.hash(key);
         let live = self.liveness(now);
         let mut sh = self.shard(self.shard_index(hash)).lock();
         let Ok(idx) = self.lookup(&mut sh, hash, key, &live, false) else {
-            return RemoveResult::NotFound;
+            return (RemoveResult::NotFound, 0);
         };
         if let Some(c) = d.compare_cas {
             if sh.item(idx).cas() != c {
-                return RemoveResult::Exists;
+                return (RemoveResult::Exists, 0);
             }
         }
         if !d.invalidate && !d.remove_value {
             sh.remove_at(idx, &self.mem);
-            return RemoveResult::Removed;
+            let v = self.clock.next();
+            self.record_tomb(&mut sh, hash, key, v, now);
+            return (RemoveResult::Removed, v);
         }
         if d.remove_value {
             self.empty_value(&mut sh, idx);
@@ -602,7 +616,7 @@ impl Store {
         if let Some(e) = set_exp {
             it.set_exptime(e);
         }
-        RemoveResult::Removed
+        (RemoveResult::Removed, v)
     }
 
     /// Replace the value of the item in bucket `idx` by an empty one,

@@ -12,6 +12,7 @@ fn store_with(limit: usize, no_evict: bool) -> Store {
         no_evict,
         shards: 16,
         node_id: 3,
+        ..StoreConfig::default()
     })
 }
 

@@ -16,6 +16,7 @@
 
 use crate::classes::{self, ClassCounters};
 use crate::item::ItemPtr;
+use crate::repl::Tombstones;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,12 +50,16 @@ pub(crate) struct Liveness {
 }
 
 impl Liveness {
+    /// Whether an item of version `v` is hidden by a flush.
+    #[inline]
+    pub(crate) fn flushed(&self, v: u64) -> bool {
+        v < self.floor
+            || (self.pending_at != 0 && self.now >= self.pending_at && v < self.pending_ver)
+    }
+
     #[inline]
     pub(crate) fn check(&self, it: &ItemPtr) -> Option<Dead> {
-        let v = it.cas();
-        if v < self.floor
-            || (self.pending_at != 0 && self.now >= self.pending_at && v < self.pending_ver)
-        {
+        if self.flushed(it.cas()) {
             return Some(Dead::Flushed);
         }
         let e = it.exptime();
@@ -93,6 +98,8 @@ pub(crate) struct Shard {
     pub clean_scan: Option<(u32, u64)>,
     /// Eviction/reclaim counts per reporting size class (see `classes`).
     pub class_counters: Box<[ClassCounters]>,
+    /// Delete markers (see `repl.rs`); never items, but counted in memory.
+    pub tombs: Tombstones,
 }
 
 /// Table bytes as the spec counts them: one pointer slot + one control byte
@@ -121,6 +128,7 @@ impl Shard {
             get_flushed: 0,
             clean_scan: None,
             class_counters: vec![ClassCounters::default(); classes::count()].into_boxed_slice(),
+            tombs: Tombstones::new(),
         }
     }
 

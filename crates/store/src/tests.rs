@@ -11,6 +11,7 @@ fn store_with(limit: usize, no_evict: bool) -> Store {
         no_evict,
         shards: 64,
         node_id: 5,
+        ..StoreConfig::default()
     })
 }
 
@@ -427,6 +428,7 @@ fn eviction_prefers_unvisited_and_dead() {
         no_evict: false,
         shards: 1,
         node_id: 0,
+        ..StoreConfig::default()
     });
     let v = vec![b'v'; 1000];
     let mut hot = Vec::new();

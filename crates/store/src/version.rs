@@ -77,6 +77,22 @@ impl Hlc {
             }
         }
     }
+
+    /// Take note of a version minted elsewhere (a replicated write): every
+    /// later `next()` is strictly greater than `v`. `last` keeps our node id
+    /// in its low bits (so our versions stay unique cluster-wide): it becomes
+    /// at least `v`'s time and logical part with our node id, and `next()`
+    /// adds one logical step to that, which is above `v` whatever `v`'s node
+    /// id is.
+    pub(crate) fn observe(&self, v: u64) {
+        let ours = (v & !((1u64 << NODE_BITS) - 1)) | self.node;
+        self.last.fetch_max(ours, Ordering::AcqRel);
+    }
+
+    /// This clock's node id.
+    pub(crate) fn node_id(&self) -> u16 {
+        self.node as u16
+    }
 }
 
 #[cfg(test)]
@@ -104,6 +120,25 @@ mod tests {
             t + 5_000 >= now_ms && t <= now_ms + 5_000,
             "t={t} now={now_ms}"
         );
+    }
+
+    #[test]
+    fn observe_keeps_later_versions_above() {
+        let c = Hlc::new(3);
+        let mine = c.next();
+        // A remote version far ahead (an hour), from a higher and a lower node id.
+        for remote_node in [1000u64, 0, 3] {
+            let remote = (mine + (3_600_000u64 << TIME_SHIFT)) & !1023 | remote_node;
+            c.observe(remote);
+            let n = c.next();
+            assert!(n > remote, "{n} <= {remote}");
+            assert_eq!(version_node_id(n), 3);
+        }
+        // Observing an old version changes nothing.
+        let before = c.next();
+        c.observe(1);
+        assert!(c.next() > before);
+        assert_eq!(c.node_id(), 3);
     }
 
     #[test]

@@ -69,7 +69,9 @@ fn four_threads_mixed_ops() {
                                 s.store(SetMode::Set, k, 1, 0, b"12", Some(c), now);
                             }
                         }
-                        12 if i % 20_000 == 0 && t == 0 => s.flush_all(None),
+                        12 if i % 20_000 == 0 && t == 0 => {
+                            s.flush_all(None);
+                        }
                         _ => {
                             if let Lookup::Hit(n) =
                                 s.get(k, now, Some(exp).filter(|_| r & 1 == 0), |v| v.value.len())

@@ -35,7 +35,7 @@ impl Session {
             } => {
                 if binary::too_large_deletes(opcode) {
                     // Don't leave the old value behind after a failed set.
-                    self.shared.store.delete(key, None, now);
+                    exec::drop_after_failed_write(&self.shared, key, now);
                 }
                 self.counters.cmd_set += 1;
                 self.counters.store_too_large += 1;
@@ -80,9 +80,9 @@ impl Session {
                 c.cmd_flush += 1;
                 if *delay > 0 {
                     let at = exec::abs_exptime(i64::from(*delay), now);
-                    shared.store.flush_all(Some(at));
+                    exec::flush_all(shared, Some(at));
                 } else {
-                    shared.store.flush_all(None);
+                    exec::flush_all(shared, None);
                 }
                 binary::compose(out, req, b"", &ok, None);
             }

@@ -1,0 +1,772 @@
+//! The replication runtime of one node: links to peers over TCP, driven by tokio.
+//!
+//! Every link carries one direction of data. A node *subscribes* to each peer by dialing it;
+//! the peer authenticates the subscriber, then streams its own writes (resuming from the
+//! backlog when it can, with a full sync first when it cannot). With every node subscribed
+//! to every other, each write travels once from its origin to each peer, there are no
+//! forwarding loops, and "both nodes start at the same moment" needs no tie-break.
+//!
+//! Convergence does not depend on the order things arrive in: the receiver applies a write
+//! only if its version is higher than what it holds (last writer wins, `memha-store`), and
+//! deletes leave versioned tombstones. A full sync and the live stream may therefore overlap.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use memha_store::{ApplyResult, Store};
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+use crate::backlog::{Backlog, Read};
+use crate::frame::{decode, encode, Decoded, Frame, Op};
+use crate::handshake::{Dialer, Identity, Listener};
+
+/// How long a handshake step may take before the link is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnect backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A subscriber acknowledges at least this often (writes), and whenever its input drains.
+const ACK_EVERY: u64 = 64;
+/// Heartbeat interval; a link silent for four of them is considered dead.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Bytes written to a link per send.
+const CHUNK: usize = 256 * 1024;
+
+/// Replication settings of a node.
+#[derive(Clone, Debug)]
+pub struct ReplConfig {
+    pub node_id: u16,
+    pub cluster: Vec<u8>,
+    pub secret: Option<Vec<u8>>,
+    /// Peers to subscribe to, `host:port`.
+    pub peers: Vec<String>,
+    /// Backlog budget in bytes.
+    pub backlog_bytes: usize,
+    /// With peers but none reachable, become ready after this long anyway.
+    pub ready_grace: Duration,
+}
+
+/// Per-peer link state, for `stats replication` and metrics.
+#[derive(Clone, Debug, Default)]
+pub struct PeerStats {
+    pub addr: String,
+    pub state: &'static str,
+    pub node_id: Option<u16>,
+    pub last_error: String,
+    pub connects: u64,
+    pub full_syncs: u64,
+    pub last_full_sync_ms: u64,
+    pub partial_syncs: u64,
+    /// Writes of this peer applied here (seq in its stream) and how many were stale.
+    pub applied_seq: u64,
+    pub applied: u64,
+    pub stale: u64,
+    pub rejected: u64,
+    pub clock_skew_ms: i64,
+    /// Milliseconds since the last frame from the peer.
+    pub last_seen_ms: u64,
+    epoch: u64,
+    synced: bool,
+    seen: Option<Instant>,
+}
+
+/// A subscriber of this node's stream.
+#[derive(Clone, Debug, Default)]
+pub struct SubscriberStats {
+    pub addr: String,
+    pub node_id: u16,
+    pub acked_seq: u64,
+    pub sent_seq: u64,
+}
+
+/// Totals for this node.
+#[derive(Clone, Debug, Default)]
+pub struct ReplStats {
+    pub node_id: u16,
+    pub epoch: u64,
+    pub ready: bool,
+    pub backlog_bytes: u64,
+    pub backlog_max_bytes: u64,
+    pub backlog_first_seq: u64,
+    pub backlog_last_seq: u64,
+    pub backlog_dropped: u64,
+    pub unsendable: u64,
+    pub needs_resync: u64,
+    pub auth_failures: u64,
+    pub protocol_errors: u64,
+    pub full_syncs_served: u64,
+    pub partial_syncs_served: u64,
+    pub peers: Vec<PeerStats>,
+    pub subscribers: Vec<SubscriberStats>,
+}
+
+/// One node's replication: capture of local writes, and the links to its peers.
+pub struct Replicator {
+    cfg: ReplConfig,
+    store: Arc<Store>,
+    epoch: u64,
+    backlog: Mutex<Backlog>,
+    new_writes: Notify,
+    peers: Mutex<Vec<PeerStats>>,
+    subscribers: Mutex<HashMap<u64, SubscriberStats>>,
+    next_sub: AtomicU64,
+    ready: AtomicBool,
+    ready_notify: Notify,
+    needs_resync: AtomicU64,
+    auth_failures: AtomicU64,
+    protocol_errors: AtomicU64,
+    full_syncs_served: AtomicU64,
+    partial_syncs_served: AtomicU64,
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn now_secs() -> u32 {
+    (wall_ms() / 1000) as u32
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("the OS random source works");
+    b
+}
+
+impl Replicator {
+    pub fn new(cfg: ReplConfig, store: Arc<Store>) -> Arc<Replicator> {
+        let peers = cfg
+            .peers
+            .iter()
+            .map(|p| PeerStats {
+                addr: p.clone(),
+                state: "connecting",
+                ..PeerStats::default()
+            })
+            .collect();
+        let ready = cfg.peers.is_empty();
+        Arc::new(Replicator {
+            epoch: u64::from_be_bytes(random()) | 1,
+            backlog: Mutex::new(Backlog::new(cfg.node_id, cfg.backlog_bytes)),
+            cfg,
+            store,
+            new_writes: Notify::new(),
+            peers: Mutex::new(peers),
+            subscribers: Mutex::new(HashMap::new()),
+            next_sub: AtomicU64::new(0),
+            ready: AtomicBool::new(ready),
+            ready_notify: Notify::new(),
+            needs_resync: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            full_syncs_served: AtomicU64::new(0),
+            partial_syncs_served: AtomicU64::new(0),
+        })
+    }
+
+    fn identity(&self) -> Identity {
+        Identity {
+            cluster: self.cfg.cluster.clone(),
+            node_id: self.cfg.node_id,
+            secret: self.cfg.secret.clone(),
+        }
+    }
+
+    fn push(&self, op: Op<'_>) {
+        self.backlog.lock().push(op);
+        self.new_writes.notify_waiters();
+    }
+
+    /// A local write changed `key`: replicate its current state (the whole item, so
+    /// append/incr results arrive as they are here).
+    pub fn capture_set(&self, key: &[u8]) {
+        let now = now_secs();
+        if let Some((value, flags, exptime, version)) = self.store.read_for_replication(key, now) {
+            self.push(Op::Set {
+                key,
+                flags,
+                exptime,
+                version,
+                value: &value,
+            });
+        }
+    }
+
+    /// A local delete left a tombstone with `version`.
+    pub fn capture_delete(&self, key: &[u8], version: u64) {
+        if version != 0 {
+            self.push(Op::Delete { key, version });
+        }
+    }
+
+    /// A local touch/gat changed `key`'s expiry.
+    pub fn capture_touch(&self, key: &[u8]) {
+        let now = now_secs();
+        if let Some((_, _, exptime, version)) = self.store.read_for_replication(key, now) {
+            self.push(Op::Touch {
+                key,
+                exptime,
+                version,
+            });
+        }
+    }
+
+    /// A local flush_all set the flush floor `floor` from time `at` (0 = now).
+    pub fn capture_flush(&self, floor: u64, at: u32) {
+        self.push(Op::Flush { floor, at });
+    }
+
+    /// True once every peer finished a first sync (or the grace period passed).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Relaxed)
+    }
+
+    /// Wait until [`Replicator::is_ready`].
+    pub async fn wait_ready(&self) {
+        loop {
+            let notified = self.ready_notify.notified();
+            if self.is_ready() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn set_ready(&self) {
+        if !self.ready.swap(true, Relaxed) {
+            tracing::info!("replication: ready");
+        }
+        self.ready_notify.notify_waiters();
+    }
+
+    fn check_ready(&self) {
+        if self.peers.lock().iter().all(|p| p.synced) {
+            self.set_ready();
+        }
+    }
+
+    pub fn stats(&self) -> ReplStats {
+        let b = self.backlog.lock();
+        let now = Instant::now();
+        let peers = self
+            .peers
+            .lock()
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                p.last_seen_ms = p
+                    .seen
+                    .map_or(0, |s| now.duration_since(s).as_millis() as u64);
+                p
+            })
+            .collect();
+        let mut subscribers: Vec<SubscriberStats> =
+            self.subscribers.lock().values().cloned().collect();
+        subscribers.sort_by(|a, b| a.addr.cmp(&b.addr));
+        ReplStats {
+            node_id: self.cfg.node_id,
+            epoch: self.epoch,
+            ready: self.is_ready(),
+            backlog_bytes: b.bytes() as u64,
+            backlog_max_bytes: self.cfg.backlog_bytes as u64,
+            backlog_first_seq: b.first_seq(),
+            backlog_last_seq: b.last_seq(),
+            backlog_dropped: b.dropped,
+            unsendable: b.unsendable,
+            needs_resync: self.needs_resync.load(Relaxed),
+            auth_failures: self.auth_failures.load(Relaxed),
+            protocol_errors: self.protocol_errors.load(Relaxed),
+            full_syncs_served: self.full_syncs_served.load(Relaxed),
+            partial_syncs_served: self.partial_syncs_served.load(Relaxed),
+            peers,
+            subscribers,
+        }
+    }
+
+    /// Serve subscribers on `listener` and subscribe to every peer, until `stop` changes.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        for i in 0..self.cfg.peers.len() {
+            tokio::spawn(self.clone().subscribe(i, stop.clone()));
+        }
+        if !self.cfg.peers.is_empty() {
+            let me = self.clone();
+            let grace = self.cfg.ready_grace;
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                if !me.is_ready() {
+                    let unreached = me.peers.lock().iter().filter(|p| p.connects == 0).count();
+                    if unreached == me.cfg.peers.len() {
+                        tracing::warn!(
+                            "replication: no peer reachable after {grace:?}; serving without a sync"
+                        );
+                        me.set_ready();
+                    }
+                }
+            });
+        }
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, addr)) => {
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(self.clone().serve_subscriber(stream, addr, stop.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!("replication accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Serving this node's stream to a subscriber.
+
+    async fn serve_subscriber(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut inbuf = Vec::new();
+        let id = self.identity();
+        let hello = match read_frame_owned(&mut stream, &mut inbuf).await {
+            Ok(f) => f,
+            Err(e) => {
+                self.protocol_errors.fetch_add(1, Relaxed);
+                tracing::debug!("replication: {addr}: no hello: {e}");
+                return;
+            }
+        };
+        let (state, challenge) =
+            match Listener::on_hello(id, &hello.frame(), random(), wall_ms(), self.epoch) {
+                Ok(x) => x,
+                Err(e) => {
+                    self.auth_failures.fetch_add(1, Relaxed);
+                    tracing::warn!("replication: refused {addr}: {e}");
+                    return;
+                }
+            };
+        if send(&mut stream, &challenge).await.is_err() {
+            return;
+        }
+        let auth = match read_frame_owned(&mut stream, &mut inbuf).await {
+            Ok(f) => f,
+            Err(_) => return,
+        };
+        let (peer, (epoch, seq)) = match state.on_auth(&auth.frame()) {
+            Ok(x) => x,
+            Err(e) => {
+                self.auth_failures.fetch_add(1, Relaxed);
+                tracing::warn!("replication: refused {addr}: {e}");
+                // Don't let a guesser retry at full speed.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return;
+            }
+        };
+        tracing::info!("replication: node {} ({addr}) subscribed", peer.node_id);
+        let sub = self.next_sub.fetch_add(1, Relaxed);
+        self.subscribers.lock().insert(
+            sub,
+            SubscriberStats {
+                addr: addr.to_string(),
+                node_id: peer.node_id,
+                ..SubscriberStats::default()
+            },
+        );
+        let r = self
+            .stream_to(&mut stream, &mut inbuf, sub, epoch, seq, &mut stop)
+            .await;
+        self.subscribers.lock().remove(&sub);
+        if let Err(e) = r {
+            tracing::info!("replication: node {} ({addr}) left: {e}", peer.node_id);
+        }
+    }
+
+    async fn stream_to(
+        &self,
+        stream: &mut TcpStream,
+        inbuf: &mut Vec<u8>,
+        sub: u64,
+        epoch: u64,
+        seq: u64,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let resumable = epoch == self.epoch && self.backlog.lock().can_resume(seq);
+        let mut cursor = if resumable {
+            self.partial_syncs_served.fetch_add(1, Relaxed);
+            seq + 1
+        } else {
+            self.full_sync_to(stream).await? + 1
+        };
+        let (mut rd, mut wr) = stream.split();
+        let mut out = Vec::with_capacity(CHUNK);
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        let mut read_buf = [0u8; 4096];
+        loop {
+            let notified = self.new_writes.notified();
+            out.clear();
+            match self.backlog.lock().read_from(cursor, CHUNK, &mut out) {
+                Read::Copied { next } => cursor = next,
+                Read::UpToDate => {}
+                Read::Gone => {
+                    self.needs_resync.fetch_add(1, Relaxed);
+                    return Err("fell behind the backlog; it will resync".into());
+                }
+            }
+            if !out.is_empty() {
+                wr.write_all(&out).await.map_err(|e| e.to_string())?;
+                if let Some(s) = self.subscribers.lock().get_mut(&sub) {
+                    s.sent_seq = cursor - 1;
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = heartbeat.tick() => {
+                    out.clear();
+                    let _ = encode(&Frame::Heartbeat { wall_ms: wall_ms() }, &mut out);
+                    wr.write_all(&out).await.map_err(|e| e.to_string())?;
+                }
+                n = rd.read(&mut read_buf) => {
+                    let n = n.map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        return Err("closed by the subscriber".into());
+                    }
+                    inbuf.extend_from_slice(&read_buf[..n]);
+                    while let Decoded::Frame { frame, consumed } = decode(inbuf) {
+                        if let Frame::Ack { seq, .. } = frame {
+                            if let Some(s) = self.subscribers.lock().get_mut(&sub) {
+                                s.acked_seq = s.acked_seq.max(seq);
+                            }
+                        }
+                        inbuf.drain(..consumed);
+                    }
+                    if let Decoded::Invalid(why) = decode(inbuf) {
+                        self.protocol_errors.fetch_add(1, Relaxed);
+                        return Err(why.into());
+                    }
+                }
+                _ = stop.changed() => return Ok(()),
+            }
+        }
+    }
+
+    /// Send every live item, shard by shard, between `SyncBegin` and `SyncEnd`. Returns the
+    /// backlog position the live stream continues from.
+    async fn full_sync_to(&self, stream: &mut TcpStream) -> Result<u64, String> {
+        let started = Instant::now();
+        let seq = self.backlog.lock().last_seq();
+        let mut out = Vec::with_capacity(CHUNK);
+        encode(
+            &Frame::SyncBegin {
+                epoch: self.epoch,
+                seq,
+            },
+            &mut out,
+        )
+        .expect("fixed-size frame");
+        let now = now_secs();
+        let origin = self.cfg.node_id;
+        for shard in 0..self.store.shard_count() {
+            self.store.snapshot_shard(shard, now, |it| {
+                let op = Op::Set {
+                    key: it.key,
+                    flags: it.flags,
+                    exptime: it.exptime,
+                    version: it.cas,
+                    value: it.value,
+                };
+                let _ = encode(&Frame::Write { origin, seq: 0, op }, &mut out);
+            });
+            if out.len() >= CHUNK {
+                stream.write_all(&out).await.map_err(|e| e.to_string())?;
+                out.clear();
+            }
+        }
+        encode(&Frame::SyncEnd, &mut out).expect("fixed-size frame");
+        stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        self.full_syncs_served.fetch_add(1, Relaxed);
+        tracing::info!(
+            "replication: full sync sent in {} ms",
+            started.elapsed().as_millis()
+        );
+        Ok(seq)
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Subscribing to a peer's stream.
+
+    async fn subscribe(self: Arc<Self>, peer: usize, mut stop: watch::Receiver<bool>) {
+        let addr = self.cfg.peers[peer].clone();
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let result = tokio::select! {
+                r = self.subscribe_once(peer, &addr) => r,
+                _ = stop.changed() => return,
+            };
+            let error = match result {
+                Ok(()) => "closed".to_string(),
+                Err(e) => e,
+            };
+            {
+                let mut peers = self.peers.lock();
+                let p = &mut peers[peer];
+                if p.state == "streaming" || p.state == "syncing" {
+                    backoff = BACKOFF_MIN;
+                }
+                p.state = "connecting";
+                p.last_error = error.clone();
+            }
+            tracing::debug!("replication: link to {addr}: {error}; retrying in {backoff:?}");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    async fn subscribe_once(&self, peer: usize, addr: &str) -> Result<(), String> {
+        let mut stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let dialer = Dialer::start(self.identity(), random(), wall_ms());
+        send(&mut stream, &dialer.hello()).await?;
+        let mut inbuf = Vec::new();
+        let challenge = read_frame_owned(&mut stream, &mut inbuf).await?;
+        let (known_epoch, known_seq) = {
+            let p = &self.peers.lock()[peer];
+            (p.epoch, p.applied_seq)
+        };
+        let (info, auth) = dialer
+            .on_challenge(&challenge.frame(), |epoch| {
+                if epoch == known_epoch {
+                    known_seq
+                } else {
+                    0
+                }
+            })
+            .map_err(|e| {
+                self.auth_failures.fetch_add(1, Relaxed);
+                tracing::warn!("replication: {addr}: {e}");
+                e.to_string()
+            })?;
+        send(&mut stream, &auth).await?;
+        {
+            let mut peers = self.peers.lock();
+            let p = &mut peers[peer];
+            p.node_id = Some(info.node_id);
+            p.clock_skew_ms = info.clock_skew_ms;
+            p.connects += 1;
+            p.state = "streaming";
+            p.last_error.clear();
+            p.seen = Some(Instant::now());
+            if info.epoch != p.epoch {
+                p.epoch = info.epoch;
+                p.applied_seq = 0;
+            }
+        }
+        tracing::info!(
+            "replication: subscribed to node {} at {addr} (clock skew {} ms)",
+            info.node_id,
+            info.clock_skew_ms
+        );
+        self.receive(peer, &mut stream, inbuf).await
+    }
+
+    /// Apply a peer's stream until the link fails.
+    async fn receive(
+        &self,
+        peer: usize,
+        stream: &mut TcpStream,
+        mut inbuf: Vec<u8>,
+    ) -> Result<(), String> {
+        let mut read_buf = vec![0u8; 64 * 1024];
+        let mut unacked = 0u64;
+        let mut sync_seq: Option<(u64, Instant)> = None;
+        let mut acked_seq = 0;
+        let mut first = true;
+        loop {
+            // Apply every complete frame buffered.
+            let mut pos = 0;
+            loop {
+                match decode(&inbuf[pos..]) {
+                    Decoded::Frame { frame, consumed } => {
+                        pos += consumed;
+                        if std::mem::take(&mut first) && !matches!(frame, Frame::SyncBegin { .. }) {
+                            // The peer resumed our subscription from its backlog.
+                            {
+                                let mut peers = self.peers.lock();
+                                let p = &mut peers[peer];
+                                p.partial_syncs += 1;
+                                p.synced = true;
+                            }
+                            self.check_ready();
+                        }
+                        match frame {
+                            Frame::Write { seq, op, .. } => {
+                                let result = self.apply(op);
+                                let mut peers = self.peers.lock();
+                                let p = &mut peers[peer];
+                                match result {
+                                    ApplyResult::Applied => p.applied += 1,
+                                    ApplyResult::Stale => p.stale += 1,
+                                    _ => p.rejected += 1,
+                                }
+                                if seq != 0 {
+                                    p.applied_seq = seq;
+                                    unacked += 1;
+                                }
+                            }
+                            Frame::SyncBegin { epoch, seq } => {
+                                let mut peers = self.peers.lock();
+                                let p = &mut peers[peer];
+                                p.state = "syncing";
+                                p.epoch = epoch;
+                                sync_seq = Some((seq, Instant::now()));
+                            }
+                            Frame::SyncEnd => {
+                                let Some((seq, started)) = sync_seq.take() else {
+                                    return Err("SyncEnd without SyncBegin".into());
+                                };
+                                {
+                                    let mut peers = self.peers.lock();
+                                    let p = &mut peers[peer];
+                                    p.state = "streaming";
+                                    p.applied_seq = seq;
+                                    p.full_syncs += 1;
+                                    p.last_full_sync_ms = started.elapsed().as_millis() as u64;
+                                    p.synced = true;
+                                }
+                                self.check_ready();
+                                unacked += 1;
+                            }
+                            Frame::Heartbeat { .. } => {}
+                            _ => {
+                                self.protocol_errors.fetch_add(1, Relaxed);
+                                return Err("unexpected frame in a stream".into());
+                            }
+                        }
+                    }
+                    Decoded::Incomplete { .. } => break,
+                    Decoded::Invalid(why) => {
+                        self.protocol_errors.fetch_add(1, Relaxed);
+                        return Err(format!("peer sent a bad frame: {why}"));
+                    }
+                }
+            }
+            inbuf.drain(..pos);
+            self.peers.lock()[peer].seen = Some(Instant::now());
+            let applied = self.peers.lock()[peer].applied_seq;
+            if unacked > 0 && (unacked >= ACK_EVERY || inbuf.is_empty()) && applied != acked_seq {
+                send(
+                    stream,
+                    &Frame::Ack {
+                        origin: self.cfg.node_id,
+                        seq: applied,
+                    },
+                )
+                .await?;
+                acked_seq = applied;
+                unacked = 0;
+            }
+            let n = tokio::time::timeout(HEARTBEAT * 4, stream.read(&mut read_buf))
+                .await
+                .map_err(|_| "peer silent for 4 s".to_string())?
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("closed by the peer".into());
+            }
+            inbuf.extend_from_slice(&read_buf[..n]);
+        }
+    }
+
+    fn apply(&self, op: Op<'_>) -> ApplyResult {
+        let now = now_secs();
+        match op {
+            Op::Set {
+                key,
+                flags,
+                exptime,
+                version,
+                value,
+            } => self
+                .store
+                .apply_set(key, value, flags, exptime, version, now),
+            Op::Delete { key, version } => self.store.apply_delete(key, version, now),
+            Op::Touch {
+                key,
+                exptime,
+                version,
+            } => self.store.apply_touch(key, exptime, version, now),
+            Op::Flush { floor, at } => {
+                self.store.apply_flush(floor, at);
+                ApplyResult::Applied
+            }
+            // Counters are not replicated as contributions yet (see docs/design).
+            Op::Counter { .. } => ApplyResult::Stale,
+        }
+    }
+}
+
+/// A frame read into its own buffer (so the caller's buffer can keep receiving).
+struct OwnedFrame {
+    bytes: Vec<u8>,
+}
+
+impl OwnedFrame {
+    fn frame(&self) -> Frame<'_> {
+        match decode(&self.bytes) {
+            Decoded::Frame { frame, .. } => frame,
+            _ => unreachable!("checked when read"),
+        }
+    }
+}
+
+/// Read one frame (with the handshake timeout); bytes after it stay in `buf`.
+async fn read_frame_owned(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<OwnedFrame, String> {
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match decode(buf) {
+            Decoded::Frame { consumed, .. } => {
+                let bytes = buf[..consumed].to_vec();
+                buf.drain(..consumed);
+                return Ok(OwnedFrame { bytes });
+            }
+            Decoded::Invalid(why) => return Err(format!("bad frame: {why}")),
+            Decoded::Incomplete { need } if need > 64 * 1024 => {
+                return Err("handshake frame too large".into())
+            }
+            Decoded::Incomplete { .. } => {}
+        }
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .map_err(|_| "handshake timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed during the handshake".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn send(stream: &mut TcpStream, frame: &Frame<'_>) -> Result<(), String> {
+    let mut out = Vec::new();
+    encode(frame, &mut out)?;
+    stream.write_all(&out).await.map_err(|e| e.to_string())
+}
