@@ -91,10 +91,17 @@ pub fn render_table(addr: &str, doc: &Value) -> String {
     rows.push(("address", addr.to_string()));
     rows.push(("version", text(&doc["version"])));
     rows.push(("role", text(&doc["role"])));
-    let state = match (doc["stopping"].as_bool(), doc["ready"].as_bool()) {
-        (Some(true), _) => "stopping",
-        (_, Some(true)) => "ready",
-        (_, Some(false)) => "not ready",
+    // `state` ("syncing" while a replicating node waits for its first sync); older servers
+    // only send `ready` and `stopping`.
+    let state = match (
+        doc["state"].as_str(),
+        doc["stopping"].as_bool(),
+        doc["ready"].as_bool(),
+    ) {
+        (Some(s), _, _) => s,
+        (_, Some(true), _) => "stopping",
+        (_, _, Some(true)) => "ready",
+        (_, _, Some(false)) => "not ready",
         _ => "?",
     };
     rows.push(("state", state.to_string()));
@@ -154,11 +161,56 @@ pub fn render_table(addr: &str, doc: &Value) -> String {
             size("bytes_written")
         ),
     ));
-    // Replication and VRRP rows go here once `replication` / `vrrp` are filled in.
+    let repl = &doc["replication"];
+    match repl {
+        Value::Null if doc.get("replication").is_some() => {
+            rows.push(("replication", "off".to_string()))
+        }
+        Value::Object(_) => rows.push(("replication", replication_row(repl))),
+        _ => {}
+    }
+    // VRRP rows go here once `vrrp` is filled in.
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut out = String::new();
     for (k, v) in &rows {
         let _ = writeln!(out, "{k:<width$}  {v}");
+    }
+    if let Some(peers) = repl["peers"].as_array().filter(|p| !p.is_empty()) {
+        let header = [
+            "peer",
+            "node",
+            "state",
+            "applied",
+            "lag",
+            "last seen",
+            "last error",
+        ];
+        let cells: Vec<Vec<String>> = peers
+            .iter()
+            .map(|p| {
+                let n = |k: &str| p[k].as_u64().map_or("-".into(), |v| v.to_string());
+                vec![
+                    text(&p["addr"]),
+                    n("node_id"),
+                    text(&p["state"]),
+                    n("applied_seq"),
+                    n("lag_writes"),
+                    p["last_seen_seconds"]
+                        .as_f64()
+                        .map_or("-".into(), |s| format!("{s:.1}s")),
+                    p["last_error"]
+                        .as_str()
+                        .map_or("-".into(), |e| e.replace(['\r', '\n'], " ")),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        grid(
+            &mut out,
+            &header,
+            &cells,
+            &[true, false, true, false, false, false, true],
+        );
     }
     if let Some(classes) = doc["classes"].as_array().filter(|c| !c.is_empty()) {
         let header = [
@@ -170,11 +222,11 @@ pub fn render_table(addr: &str, doc: &Value) -> String {
             "evicted",
             "reclaimed",
         ];
-        let cells: Vec<[String; 7]> = classes
+        let cells: Vec<Vec<String>> = classes
             .iter()
             .map(|c| {
                 let n = |k: &str| c[k].as_u64().map_or("?".into(), |v| v.to_string());
-                [
+                vec![
                     n("class"),
                     n("chunk_size"),
                     n("items"),
@@ -185,28 +237,58 @@ pub fn render_table(addr: &str, doc: &Value) -> String {
                 ]
             })
             .collect();
-        let mut widths = header.map(str::len);
-        for row in &cells {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
         out.push('\n');
-        let line = |out: &mut String, row: &[&str]| {
-            let cols: Vec<String> = row
-                .iter()
-                .zip(widths)
-                .map(|(c, w)| format!("{c:>w$}"))
-                .collect();
-            let _ = writeln!(out, "{}", cols.join("  ").trim_end());
-        };
-        line(&mut out, &header);
-        for row in &cells {
-            let refs: Vec<&str> = row.iter().map(String::as_str).collect();
-            line(&mut out, &refs);
-        }
+        grid(&mut out, &header, &cells, &[false; 7]);
     }
     out
+}
+
+/// The `replication` row: this node's side of replication in one line.
+fn replication_row(r: &Value) -> String {
+    let n = |v: &Value| v.as_u64().map_or("?".into(), |v| v.to_string());
+    let b = &r["backlog"];
+    format!(
+        "node {}, backlog {} / {} (seq {}..{}, {} dropped), syncs served {} full / {} partial",
+        n(&r["node_id"]),
+        b["bytes"].as_u64().map_or("?".into(), bytes),
+        b["limit_bytes"].as_u64().map_or("?".into(), bytes),
+        n(&b["first_seq"]),
+        n(&b["last_seq"]),
+        n(&b["dropped"]),
+        n(&r["full_syncs_served"]),
+        n(&r["partial_syncs_served"]),
+    )
+}
+
+/// Write a table: a header and rows, columns two spaces apart, each aligned left (`true`)
+/// or right.
+fn grid(out: &mut String, header: &[&str], rows: &[Vec<String>], left: &[bool]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |out: &mut String, row: &[&str]| {
+        let cols: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .zip(left)
+            .map(|((c, &w), &l)| {
+                if l {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", cols.join("  ").trim_end());
+    };
+    line(out, header);
+    for row in rows {
+        let refs: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(out, &refs);
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +323,51 @@ mod tests {
             t.contains("    1     96      3  300 B      5s        0          0\n"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn renders_replication() {
+        let mut s = crate::metrics::tests::snapshot();
+        s.replication = Some(crate::metrics::tests::repl_stats());
+        s.role = crate::snapshot::Snapshot::role_for(s.replication.as_ref());
+        s.ready = false;
+        let doc: Value = serde_json::from_str(&crate::status_json::render(&s)).unwrap();
+        assert_eq!(doc["state"], "syncing");
+        assert_eq!(doc["replication"]["peers"][0]["lag_writes"], 1);
+        assert!(doc["replication"]["peers"][1]["lag_writes"].is_null());
+        assert!(doc["replication"]["peers"][1]["last_seen_seconds"].is_null());
+        assert_eq!(doc["replication"]["peers"][0]["clock_skew_seconds"], -0.25);
+        assert_eq!(
+            doc["replication"]["subscribers"].as_array().unwrap().len(),
+            2
+        );
+        let t = render_table("h:1", &doc);
+        assert!(t.contains("role         replicating with 2 peers\n"), "{t}");
+        assert!(t.contains("state        syncing\n"), "{t}");
+        assert!(
+            t.contains(
+                "replication  node 1, backlog 4.0 KiB / 1.0 MiB (seq 3..10, 2 dropped), \
+                 syncs served 6 full / 7 partial\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "\npeer            node  state       applied  lag  last seen  last error\n\
+                 10.0.0.2:11311     2  streaming        42    1       0.3s  -\n\
+                 peer-\"3\":11311     -  connecting        0    -          -  connect: refused\n"
+            ),
+            "{t}"
+        );
+
+        let single: Value = serde_json::from_str(&crate::status_json::render(
+            &crate::metrics::tests::snapshot(),
+        ))
+        .unwrap();
+        assert!(single["replication"].is_null());
+        let t = render_table("h:1", &single);
+        assert!(t.contains("replication  off\n"), "{t}");
+        assert!(!t.contains("\npeer "), "{t}");
     }
 
     #[test]

@@ -40,12 +40,20 @@
 //! the head timeout and never grows memory. Figures are gathered on tokio's blocking pool:
 //! the per-class table walks every item (as `stats items` does), shard by shard.
 //!
+//! # Replication
+//!
+//! When the node replicates ([`Shared::repl`](memha_server::Shared::repl)), every answer
+//! carries [`Replicator::stats`](memha_repl::node::Replicator::stats), taken with the rest
+//! of the [`snapshot::Snapshot`]: `memha_replication_*` in [`metrics`] (node totals, per peer
+//! `{peer="host:port"}`, per subscriber `{node_id}`; only `memha_replication_enabled 0`
+//! without replication), a `replication` object in `status.json` (`null` without), a
+//! "Replication" section on the page and a peers table in `memha status`. The role reads
+//! "replicating with N peers"; until the first sync from the peers is done
+//! [`Shared::ready`](memha_server::Shared::ready) is clear, `/ready` answers 503 and the page
+//! and `memha status` show the state "syncing".
+//!
 //! # Where later metrics go
 //!
-//! - **Replication**: add its figures to [`snapshot::Snapshot`] (peer count, per-peer
-//!   lag/queue/bytes, sync state), a `replication` object in `status.json` (now `null`), a
-//!   section in [`metrics`] under `memha_replication_*` (marked there), and a row on the page.
-//!   While a node syncs it clears [`Shared::ready`](memha_server::Shared::ready) and `/ready` answers 503.
 //! - **VRRP**: the same way, under `memha_vrrp_*` (state as `memha_vrrp_state{state="master"}`
 //!   1/0, priority, transitions total, adverts sent/received), `vrrp` in `status.json`, and
 //!   the role on the page (now "single node", [`snapshot::Snapshot::role`]).

@@ -8,15 +8,160 @@
 //! 1. `memha_build_info{version}`.
 //! 2. The single-valued figures, [`SCALARS`].
 //! 3. Per size class (`memha_class_*{class,chunk_size}`), as `stats items`/`stats slabs`.
-//! 4. **Replication goes here**: `memha_replication_*` (peers, per-peer `{peer="host:port"}`
-//!    connected/lag seconds/queued writes/bytes sent and received, full syncs total).
+//! 4. Replication, `memha_replication_*` ([`REPLICATION`] and the per-peer and
+//!    per-subscriber families below). A node that does not replicate exports only
+//!    `memha_replication_enabled 0`. Per peer (`{peer="host:port"}`, the address configured
+//!    for it): whether its stream to us is up, its link state as
+//!    `memha_replication_peer_state{state}` 1/0 for every state, its writes applied, stale
+//!    and rejected here, syncs and connects; per subscriber of our stream (`{node_id}`):
+//!    acknowledged sequence and lag in writes.
 //! 5. **VRRP goes here**: `memha_vrrp_*` (`memha_vrrp_state{state="master|backup|fault"}`
 //!    1/0, priority, transitions total, advertisements sent/received total).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::snapshot::{Kind, Num, Snapshot, SCALARS};
+use memha_repl::node::{PeerStats, ReplStats};
+
+use crate::snapshot::{self, Kind, Num, Snapshot, SCALARS};
+
+/// Link states of a peer, as [`PeerStats::state`] reports them; each is exported 1/0.
+pub const PEER_STATES: [&str; 3] = ["connecting", "syncing", "streaming"];
+
+/// A single-valued replication figure: metric name, type, help, value.
+pub type ReplScalar = (&'static str, Kind, &'static str, fn(&ReplStats) -> Num);
+
+/// The single-valued replication figures after `memha_replication_enabled`, in
+/// exposition order.
+pub const REPLICATION: &[ReplScalar] = &[
+    (
+        "memha_replication_ready",
+        Kind::Gauge,
+        "1 once every peer finished a first sync with this node (or none answered within the grace period).",
+        |r| Num::from(r.ready),
+    ),
+    (
+        "memha_replication_node_id",
+        Kind::Gauge,
+        "This node's replication id (embedded in every item version).",
+        |r| Num::Int(r.node_id.into()),
+    ),
+    (
+        "memha_replication_backlog_bytes",
+        Kind::Gauge,
+        "Bytes of local writes held for peers to resume from.",
+        |r| Num::Int(r.backlog_bytes),
+    ),
+    (
+        "memha_replication_backlog_limit_bytes",
+        Kind::Gauge,
+        "Backlog budget; older writes are dropped beyond it.",
+        |r| Num::Int(r.backlog_max_bytes),
+    ),
+    (
+        "memha_replication_backlog_dropped_total",
+        Kind::Counter,
+        "Writes dropped from the backlog to stay within its budget.",
+        |r| Num::Int(r.backlog_dropped),
+    ),
+    (
+        "memha_replication_needs_resync_total",
+        Kind::Counter,
+        "Subscribers that fell behind the backlog and must resync in full.",
+        |r| Num::Int(r.needs_resync),
+    ),
+    (
+        "memha_replication_auth_failures_total",
+        Kind::Counter,
+        "Replication links refused because authentication failed (either direction).",
+        |r| Num::Int(r.auth_failures),
+    ),
+    (
+        "memha_replication_protocol_errors_total",
+        Kind::Counter,
+        "Replication links dropped because the other side broke the protocol.",
+        |r| Num::Int(r.protocol_errors),
+    ),
+    (
+        "memha_replication_full_syncs_served_total",
+        Kind::Counter,
+        "Full syncs (every live item) this node sent to subscribers.",
+        |r| Num::Int(r.full_syncs_served),
+    ),
+    (
+        "memha_replication_partial_syncs_served_total",
+        Kind::Counter,
+        "Subscriptions this node resumed from its backlog.",
+        |r| Num::Int(r.partial_syncs_served),
+    ),
+];
+
+/// A per-peer replication figure.
+type PeerFig = (
+    &'static str,
+    Kind,
+    &'static str,
+    fn(&PeerStats) -> Option<Num>,
+);
+
+/// Per-peer figures after `memha_replication_peer_up` and `memha_replication_peer_state`.
+const PER_PEER: [PeerFig; 9] = [
+    (
+        "memha_replication_peer_applied_writes_total",
+        Kind::Counter,
+        "Writes from the peer applied here (including its full syncs).",
+        |p| Some(Num::Int(p.applied)),
+    ),
+    (
+        "memha_replication_peer_stale_writes_total",
+        Kind::Counter,
+        "Writes from the peer not applied because this node held an equal or newer version \
+         (conflicts resolved by version: the remote write was older).",
+        |p| Some(Num::Int(p.stale)),
+    ),
+    (
+        "memha_replication_peer_rejected_writes_total",
+        Kind::Counter,
+        "Writes from the peer refused here (too large or no memory).",
+        |p| Some(Num::Int(p.rejected)),
+    ),
+    (
+        "memha_replication_peer_full_syncs_total",
+        Kind::Counter,
+        "Full syncs received from the peer.",
+        |p| Some(Num::Int(p.full_syncs)),
+    ),
+    (
+        "memha_replication_peer_partial_syncs_total",
+        Kind::Counter,
+        "Subscriptions to the peer resumed from its backlog.",
+        |p| Some(Num::Int(p.partial_syncs)),
+    ),
+    (
+        "memha_replication_peer_connects_total",
+        Kind::Counter,
+        "Links to the peer established (handshake passed).",
+        |p| Some(Num::Int(p.connects)),
+    ),
+    (
+        "memha_replication_peer_last_full_sync_seconds",
+        Kind::Gauge,
+        "How long the last full sync from the peer took (0 before the first).",
+        |p| Some(Num::Float(p.last_full_sync_ms as f64 / 1000.0)),
+    ),
+    (
+        "memha_replication_peer_clock_skew_seconds",
+        Kind::Gauge,
+        "The peer's wall clock minus this node's, measured at the last handshake.",
+        |p| Some(Num::Float(p.clock_skew_ms as f64 / 1000.0)),
+    ),
+    (
+        "memha_replication_peer_last_seen_seconds",
+        Kind::Gauge,
+        "Seconds since the last frame from the peer (absent until it was first connected).",
+        |p| snapshot::peer_last_seen_seconds(p).map(Num::Float),
+    ),
+];
 
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -116,9 +261,97 @@ pub fn render(s: &Snapshot) -> String {
         }
     }
 
-    // Replication metrics: see the module documentation, item 4.
+    replication(&mut out, s.replication.as_ref());
     // VRRP metrics: see the module documentation, item 5.
     out.text
+}
+
+/// Item 4 of the module documentation.
+fn replication(out: &mut Exposition, r: Option<&ReplStats>) {
+    out.family(
+        "memha_replication_enabled",
+        Kind::Gauge,
+        "1 when this node replicates with peers; without replication no other memha_replication_* metric is exported.",
+    );
+    out.sample("memha_replication_enabled", &[], Num::from(r.is_some()));
+    let Some(r) = r else { return };
+    for (name, kind, help, value) in REPLICATION {
+        out.family(name, *kind, help);
+        out.sample(name, &[], value(r));
+    }
+
+    // One series per configured address (a peer listed twice is exported once).
+    let mut seen = std::collections::HashSet::new();
+    let peers: Vec<&PeerStats> = r.peers.iter().filter(|p| seen.insert(&p.addr)).collect();
+    out.family(
+        "memha_replication_peer_up",
+        Kind::Gauge,
+        "1 while the peer's stream to this node is up and live (state streaming).",
+    );
+    for p in &peers {
+        let up = p.state == "streaming";
+        out.sample(
+            "memha_replication_peer_up",
+            &[("peer", &p.addr)],
+            Num::from(up),
+        );
+    }
+    out.family(
+        "memha_replication_peer_state",
+        Kind::Gauge,
+        "The link to the peer: 1 for its current state (connecting, syncing: a full sync is \
+         under way, streaming), 0 for the others.",
+    );
+    for p in &peers {
+        let mut states: Vec<&str> = PEER_STATES.to_vec();
+        if !states.contains(&p.state) {
+            states.push(p.state);
+        }
+        for st in states {
+            out.sample(
+                "memha_replication_peer_state",
+                &[("peer", &p.addr), ("state", st)],
+                Num::from(st == p.state),
+            );
+        }
+    }
+    for (name, kind, help, value) in PER_PEER {
+        out.family(name, kind, help);
+        for p in &peers {
+            if let Some(v) = value(p) {
+                out.sample(name, &[("peer", &p.addr)], v);
+            }
+        }
+    }
+
+    let subs = snapshot::subscribers(r);
+    out.family(
+        "memha_replication_subscriber_lag_writes",
+        Kind::Gauge,
+        "Writes of this node's stream the subscribing peer has not acknowledged yet \
+         (backlog last sequence minus its acknowledged sequence).",
+    );
+    for sub in &subs {
+        let id = sub.node_id.to_string();
+        out.sample(
+            "memha_replication_subscriber_lag_writes",
+            &[("node_id", &id)],
+            Num::Int(sub.lag_writes),
+        );
+    }
+    out.family(
+        "memha_replication_subscriber_acked_seq",
+        Kind::Gauge,
+        "Highest sequence of this node's stream the subscribing peer acknowledged.",
+    );
+    for sub in &subs {
+        let id = sub.node_id.to_string();
+        out.sample(
+            "memha_replication_subscriber_acked_seq",
+            &[("node_id", &id)],
+            Num::Int(sub.acked_seq),
+        );
+    }
 }
 
 #[derive(Default)]
@@ -327,12 +560,13 @@ pub fn sample_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use memha_server::stats::Counters;
     use memha_store::{ClassStats, StoreStats};
 
-    fn snapshot() -> Snapshot {
+    /// A single node's snapshot (for the other modules' tests too).
+    pub(crate) fn snapshot() -> Snapshot {
         let counters = Counters {
             cmd_get: 7,
             get_hits: 5,
@@ -359,7 +593,7 @@ mod tests {
             now: 1000,
             started: 900,
             uptime: 100,
-            role: "single node",
+            role: "single node".to_string(),
             ready: true,
             stopping: false,
             cpu_user: 0.25,
@@ -370,15 +604,202 @@ mod tests {
             counters,
             store,
             classes: vec![class(1, 96, 2), class(3, 152, 1)],
+            replication: None,
         }
+    }
+
+    /// Replication figures: a streaming peer (node 2) and one never reached.
+    pub(crate) fn repl_stats() -> ReplStats {
+        use memha_repl::node::SubscriberStats;
+        let sub = |addr: &str, node_id, acked_seq| SubscriberStats {
+            addr: addr.to_string(),
+            node_id,
+            acked_seq,
+            sent_seq: acked_seq,
+        };
+        // PeerStats has private fields: no struct literal outside its crate.
+        let mut streaming = PeerStats::default();
+        streaming.addr = "10.0.0.2:11311".into();
+        streaming.state = "streaming";
+        streaming.node_id = Some(2);
+        streaming.connects = 2;
+        streaming.full_syncs = 1;
+        streaming.last_full_sync_ms = 1500;
+        streaming.partial_syncs = 1;
+        streaming.applied_seq = 42;
+        streaming.applied = 40;
+        streaming.stale = 3;
+        streaming.rejected = 1;
+        streaming.clock_skew_ms = -250;
+        streaming.last_seen_ms = 300;
+        let mut connecting = PeerStats::default();
+        connecting.addr = "peer-\"3\":11311".into();
+        connecting.state = "connecting";
+        connecting.last_error = "connect: refused".into();
+        ReplStats {
+            node_id: 1,
+            epoch: 0xdead_beef_0000_0001,
+            ready: true,
+            backlog_bytes: 4096,
+            backlog_max_bytes: 1 << 20,
+            backlog_first_seq: 3,
+            backlog_last_seq: 10,
+            backlog_dropped: 2,
+            needs_resync: 1,
+            auth_failures: 4,
+            protocol_errors: 5,
+            full_syncs_served: 6,
+            partial_syncs_served: 7,
+            peers: vec![streaming, connecting],
+            // Node 2 reconnected: its old link (acked 4) is still registered.
+            subscribers: vec![
+                sub("10.0.0.2:5000", 2, 4),
+                sub("10.0.0.2:5001", 2, 9),
+                sub("10.0.0.3:5000", 3, 10),
+            ],
+            ..ReplStats::default()
+        }
+    }
+
+    #[test]
+    fn single_node_exports_only_replication_enabled() {
+        let text = render(&snapshot());
+        assert_eq!(
+            sample_value(&text, "memha_replication_enabled", &[]),
+            Some(0.0)
+        );
+        let repl: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("memha_replication_"))
+            .collect();
+        assert_eq!(repl.len(), 3, "{repl:?}"); // HELP, TYPE, sample
+    }
+
+    #[test]
+    fn replication_metrics() {
+        let mut s = snapshot();
+        s.replication = Some(repl_stats());
+        let text = render(&s);
+        let n = validate(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        // Scalars, build info, classes, enabled + REPLICATION; per peer: up, 3 states, 9
+        // figures (last seen only for the peer ever connected); 2 subscribers × 2.
+        let per_peer = 2 * (1 + PEER_STATES.len() + PER_PEER.len()) - 1;
+        assert_eq!(
+            n,
+            SCALARS.len() + 1 + 9 * 2 + 1 + REPLICATION.len() + per_peer + 2 * 2
+        );
+        let v = |name: &str, labels: &[(&str, &str)]| sample_value(&text, name, labels);
+        assert_eq!(v("memha_replication_enabled", &[]), Some(1.0));
+        assert_eq!(v("memha_replication_ready", &[]), Some(1.0));
+        assert_eq!(v("memha_replication_node_id", &[]), Some(1.0));
+        assert_eq!(v("memha_replication_backlog_bytes", &[]), Some(4096.0));
+        assert_eq!(
+            v("memha_replication_backlog_limit_bytes", &[]),
+            Some(1048576.0)
+        );
+        assert_eq!(v("memha_replication_backlog_dropped_total", &[]), Some(2.0));
+        assert_eq!(v("memha_replication_needs_resync_total", &[]), Some(1.0));
+        assert_eq!(v("memha_replication_auth_failures_total", &[]), Some(4.0));
+        assert_eq!(v("memha_replication_protocol_errors_total", &[]), Some(5.0));
+        assert_eq!(
+            v("memha_replication_full_syncs_served_total", &[]),
+            Some(6.0)
+        );
+        assert_eq!(
+            v("memha_replication_partial_syncs_served_total", &[]),
+            Some(7.0)
+        );
+        let a = [("peer", "10.0.0.2:11311")];
+        let b = [("peer", "peer-\"3\":11311")];
+        assert_eq!(v("memha_replication_peer_up", &a), Some(1.0));
+        assert_eq!(v("memha_replication_peer_up", &b), Some(0.0));
+        let state = |peer: &str, st: &str| {
+            v(
+                "memha_replication_peer_state",
+                &[("peer", peer), ("state", st)],
+            )
+        };
+        assert_eq!(state("10.0.0.2:11311", "streaming"), Some(1.0));
+        assert_eq!(state("10.0.0.2:11311", "syncing"), Some(0.0));
+        assert_eq!(state("10.0.0.2:11311", "connecting"), Some(0.0));
+        assert_eq!(state("peer-\"3\":11311", "connecting"), Some(1.0));
+        assert!(text.contains(
+            "memha_replication_peer_state{peer=\"peer-\\\"3\\\":11311\",state=\"connecting\"} 1\n"
+        ));
+        assert_eq!(
+            v("memha_replication_peer_applied_writes_total", &a),
+            Some(40.0)
+        );
+        assert_eq!(
+            v("memha_replication_peer_stale_writes_total", &a),
+            Some(3.0)
+        );
+        assert_eq!(
+            v("memha_replication_peer_rejected_writes_total", &a),
+            Some(1.0)
+        );
+        assert_eq!(v("memha_replication_peer_full_syncs_total", &a), Some(1.0));
+        assert_eq!(
+            v("memha_replication_peer_partial_syncs_total", &a),
+            Some(1.0)
+        );
+        assert_eq!(v("memha_replication_peer_connects_total", &a), Some(2.0));
+        assert_eq!(v("memha_replication_peer_connects_total", &b), Some(0.0));
+        assert_eq!(
+            v("memha_replication_peer_last_full_sync_seconds", &a),
+            Some(1.5)
+        );
+        assert_eq!(
+            v("memha_replication_peer_clock_skew_seconds", &a),
+            Some(-0.25)
+        );
+        assert_eq!(v("memha_replication_peer_last_seen_seconds", &a), Some(0.3));
+        assert_eq!(v("memha_replication_peer_last_seen_seconds", &b), None);
+        // Node 2's newer link stands for it.
+        let lag = |id| {
+            v(
+                "memha_replication_subscriber_lag_writes",
+                &[("node_id", id)],
+            )
+        };
+        let acked = |id| v("memha_replication_subscriber_acked_seq", &[("node_id", id)]);
+        assert_eq!((lag("2"), acked("2")), (Some(1.0), Some(9.0)));
+        assert_eq!((lag("3"), acked("3")), (Some(0.0), Some(10.0)));
+        for name in [
+            "memha_replication_backlog_dropped_total",
+            "memha_replication_peer_applied_writes_total",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} counter\n")), "{name}");
+        }
+        assert!(text.contains("# TYPE memha_replication_peer_up gauge\n"));
+    }
+
+    #[test]
+    fn replication_with_a_peer_listed_twice_stays_valid() {
+        let mut r = repl_stats();
+        r.peers.push(r.peers[0].clone());
+        r.peers[0].state = "an unknown state";
+        let mut s = snapshot();
+        s.replication = Some(r);
+        let text = render(&s);
+        validate(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(
+            sample_value(
+                &text,
+                "memha_replication_peer_state",
+                &[("peer", "10.0.0.2:11311"), ("state", "an unknown state")]
+            ),
+            Some(1.0)
+        );
     }
 
     #[test]
     fn exposition_is_well_formed() {
         let text = render(&snapshot());
         let n = validate(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        // Every scalar, the build info and 9 per-class families × 2 classes.
-        assert_eq!(n, SCALARS.len() + 1 + 9 * 2);
+        // Every scalar, the build info, 9 per-class families × 2 classes and
+        // memha_replication_enabled.
+        assert_eq!(n, SCALARS.len() + 1 + 9 * 2 + 1);
         for sc in SCALARS {
             assert!(text.contains(&format!("# TYPE {} ", sc.metric)));
         }
@@ -421,7 +842,7 @@ mod tests {
         let mut s = snapshot();
         s.classes.clear();
         let text = render(&s);
-        assert_eq!(validate(&text), Ok(SCALARS.len() + 1));
+        assert_eq!(validate(&text), Ok(SCALARS.len() + 1 + 1));
         assert!(text.contains("# TYPE memha_class_items gauge"));
     }
 

@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use crate::snapshot::Snapshot;
+use memha_repl::node::ReplStats;
+
+use crate::snapshot::{self, Snapshot};
 
 pub const CONTENT_TYPE: &str = "text/html; charset=utf-8";
 
@@ -19,13 +21,8 @@ pub fn render(s: &Snapshot) -> String {
         Some(r) => format!("{:.1}%", r * 100.0),
         None => "–".to_string(),
     };
-    let ready = if s.stopping {
-        "stopping"
-    } else if s.ready {
-        "ready"
-    } else {
-        "not ready"
-    };
+    // "syncing" while a replicating node waits for its first sync.
+    let ready = s.state();
     let mut h = String::with_capacity(4096);
     let _ = write!(
         h,
@@ -59,7 +56,7 @@ td:first-child,th:first-child{{text-align:left}} th{{border-bottom:1px solid #99
 </table>
 "#,
         version = esc(s.version),
-        role = esc(s.role),
+        role = esc(&s.role),
         uptime = duration(s.uptime),
         pct = used_pct,
         used = bytes(st.memory_used),
@@ -81,7 +78,10 @@ td:first-child,th:first-child{{text-align:left}} th{{border-bottom:1px solid #99
         read = bytes(c.bytes_read),
         written = bytes(c.bytes_written),
     );
-    // Replication and VRRP sections go here (peers and their lag; VRRP state and priority).
+    if let Some(r) = &s.replication {
+        replication(&mut h, r);
+    }
+    // The VRRP section goes here (state and priority).
     h.push_str("<h2>Size classes</h2>\n");
     if s.classes.is_empty() {
         h.push_str("<p class=\"small\">No items.</p>\n");
@@ -113,6 +113,72 @@ td:first-child,th:first-child{{text-align:left}} th{{border-bottom:1px solid #99
         s.pid
     );
     h
+}
+
+/// The "Replication" section: the node's stream (backlog) and a table of its peers.
+fn replication(h: &mut String, r: &ReplStats) {
+    let pct = if r.backlog_max_bytes > 0 {
+        (r.backlog_bytes as f64 * 100.0 / r.backlog_max_bytes as f64).min(100.0)
+    } else {
+        0.0
+    };
+    let _ = write!(
+        h,
+        r#"<h2>Replication</h2>
+<table>
+<tr><td>node id</td><td>{node_id}</td></tr>
+<tr><td>sync</td><td>{sync}</td></tr>
+<tr><td>backlog</td><td><span class="bar"><span class="fill" style="display:block;width:{pct:.1}%"></span></span>
+ {bytes} / {limit} ({pct:.1}%)</td></tr>
+<tr><td>backlog writes</td><td class="small">seq {first} to {last}, {dropped} dropped</td></tr>
+<tr><td>syncs served</td><td class="small">{full} full, {partial} partial, {resync} fell behind</td></tr>
+<tr><td>link errors</td><td class="small">{auth} authentication, {proto} protocol</td></tr>
+</table>
+"#,
+        node_id = r.node_id,
+        sync = if r.ready { "done" } else { "syncing" },
+        bytes = bytes(r.backlog_bytes),
+        limit = bytes(r.backlog_max_bytes),
+        first = r.backlog_first_seq,
+        last = r.backlog_last_seq,
+        dropped = r.backlog_dropped,
+        full = r.full_syncs_served,
+        partial = r.partial_syncs_served,
+        resync = r.needs_resync,
+        auth = r.auth_failures,
+        proto = r.protocol_errors,
+    );
+    if r.peers.is_empty() {
+        h.push_str("<p class=\"small\">No peers configured.</p>\n");
+        return;
+    }
+    h.push_str(
+        "<table>\n<tr><th>peer</th><th>node id</th><th>state</th><th>applied seq</th>\
+         <th>lag (writes)</th><th>last seen</th><th>last error</th></tr>\n",
+    );
+    for p in &r.peers {
+        let dash = || "–".to_string();
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td style=\"text-align:left\">{}</td></tr>",
+            esc(&p.addr),
+            p.node_id.map_or_else(dash, |id| id.to_string()),
+            esc(p.state),
+            p.applied_seq,
+            snapshot::peer_lag(r, p).map_or_else(dash, |l| l.to_string()),
+            snapshot::peer_last_seen_seconds(p).map_or_else(dash, |s| format!("{s:.1}s ago")),
+            if p.last_error.is_empty() {
+                dash()
+            } else {
+                esc(&p.last_error)
+            },
+        );
+    }
+    h.push_str(
+        "</table>\n<p class=\"small\">applied seq: the last write of the peer's stream \
+         applied here; lag: writes of this node's stream the peer has not acknowledged.</p>\n",
+    );
 }
 
 /// Escape text for HTML element content and attribute values.
@@ -173,5 +239,36 @@ mod tests {
         assert_eq!(duration(4), "4s");
         assert_eq!(duration(93784), "1d 2h 3m 4s");
         assert_eq!(duration(3600), "1h 0m 0s");
+    }
+
+    #[test]
+    fn replication_section() {
+        use crate::metrics::tests::{repl_stats, snapshot};
+        let single = render(&snapshot());
+        assert!(!single.contains("Replication"));
+        let mut s = snapshot();
+        s.replication = Some(repl_stats());
+        s.role = Snapshot::role_for(s.replication.as_ref());
+        s.ready = false;
+        let h = render(&s);
+        assert!(
+            h.contains("<td>role</td><td>replicating with 2 peers</td>"),
+            "{h}"
+        );
+        assert!(h.contains("<td>state</td><td>syncing</td>"), "{h}");
+        assert!(h.contains("<h2>Replication</h2>"), "{h}");
+        assert!(h.contains("4.0 KiB / 1.0 MiB"), "{h}");
+        assert!(h.contains("seq 3 to 10, 2 dropped"), "{h}");
+        // address, node id, state, applied seq, lag (node 2 acked 9 of 10), last seen, error
+        assert!(
+            h.contains(
+                "<tr><td>10.0.0.2:11311</td><td>2</td><td>streaming</td><td>42</td><td>1</td><td>0.3s ago</td>"
+            ),
+            "{h}"
+        );
+        assert!(h.contains("<td>peer-&quot;3&quot;:11311</td><td>–</td><td>connecting</td>"));
+        assert!(h.contains("connect: refused"));
+        s.replication.as_mut().unwrap().peers.clear();
+        assert!(render(&s).contains("No peers configured."));
     }
 }

@@ -7,6 +7,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use memha_repl::node::{PeerStats, ReplStats};
 use memha_server::shared::{unix_now, Stop};
 use memha_server::stats::Counters;
 use memha_server::Shared;
@@ -21,9 +22,9 @@ pub struct Snapshot {
     pub now: u64,
     pub started: u64,
     pub uptime: u64,
-    /// What this node is in its cluster. "single node" until replication and VRRP exist;
-    /// then e.g. "master (VRRP)", "backup", "syncing".
-    pub role: &'static str,
+    /// What this node is in its cluster: "single node", or "replicating with N peers"
+    /// ([`Snapshot::role_for`]); with VRRP later e.g. "master (VRRP)", "backup".
+    pub role: String,
     pub ready: bool,
     pub stopping: bool,
     pub cpu_user: f64,
@@ -35,6 +36,9 @@ pub struct Snapshot {
     pub store: StoreStats,
     /// Size classes holding items or having counted an event (as `stats items`).
     pub classes: Vec<ClassStats>,
+    /// The replication figures ([`Replicator::stats`](memha_repl::node::Replicator::stats)),
+    /// `None` when the node does not replicate.
+    pub replication: Option<ReplStats>,
 }
 
 impl Snapshot {
@@ -44,13 +48,14 @@ impl Snapshot {
         let now = unix_now();
         let (cpu_user, cpu_system) = memha_server::stats_cmd::rusage();
         let stopping = *shared.stop_signal().borrow() != Stop::Running;
+        let replication = shared.repl.as_ref().map(|r| r.stats());
         Snapshot {
             version: memha_server::VERSION,
             pid: std::process::id(),
             now,
             started: shared.started_unix,
             uptime: shared.started.elapsed().as_secs(),
-            role: "single node",
+            role: Snapshot::role_for(replication.as_ref()),
             ready: shared.ready.load(Relaxed),
             stopping,
             cpu_user,
@@ -61,6 +66,30 @@ impl Snapshot {
             counters: shared.stats.snapshot(),
             store: shared.store.stats(),
             classes: shared.store.class_stats(now as u32),
+            replication,
+        }
+    }
+
+    /// The role line: "single node" without replication, "replicating with N peers" with.
+    pub fn role_for(replication: Option<&ReplStats>) -> String {
+        match replication.map(|r| r.peers.len()) {
+            None => "single node".to_string(),
+            Some(1) => "replicating with 1 peer".to_string(),
+            Some(n) => format!("replicating with {n} peers"),
+        }
+    }
+
+    /// The node's state for people: "stopping", "ready", "syncing" (replicating and not
+    /// ready yet: the first sync from the peers is under way) or "not ready".
+    pub fn state(&self) -> &'static str {
+        if self.stopping {
+            "stopping"
+        } else if self.ready {
+            "ready"
+        } else if self.replication.is_some() {
+            "syncing"
+        } else {
+            "not ready"
         }
     }
 
@@ -75,6 +104,55 @@ impl Snapshot {
     pub fn class_age(&self, c: &ClassStats) -> u64 {
         (self.now as u32).saturating_sub(c.oldest_atime) as u64
     }
+}
+
+/// A subscriber of this node's stream, as reported: one per peer node id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscriber {
+    pub node_id: u16,
+    /// Its address as this node sees it (the peer's outgoing socket).
+    pub addr: String,
+    /// Highest sequence of this node's stream the subscriber acknowledged.
+    pub acked_seq: u64,
+    /// Writes of this node's stream not acknowledged yet: backlog last seq − acked seq.
+    pub lag_writes: u64,
+}
+
+/// The subscribers of `r`, one per node id, by node id. A peer that reconnects can show
+/// twice for a moment (the new link registers before the old one is gone); the link that
+/// acknowledged the most stands for it, so a series never repeats.
+pub fn subscribers(r: &ReplStats) -> Vec<Subscriber> {
+    let mut out: Vec<Subscriber> = Vec::with_capacity(r.subscribers.len());
+    for s in &r.subscribers {
+        let sub = Subscriber {
+            node_id: s.node_id,
+            addr: s.addr.clone(),
+            acked_seq: s.acked_seq,
+            lag_writes: r.backlog_last_seq.saturating_sub(s.acked_seq),
+        };
+        match out.iter_mut().find(|o| o.node_id == s.node_id) {
+            Some(o) if o.acked_seq >= s.acked_seq => {}
+            Some(o) => *o = sub,
+            None => out.push(sub),
+        }
+    }
+    out.sort_by_key(|s| s.node_id);
+    out
+}
+
+/// How far `peer` is behind this node's stream (writes it has not acknowledged), when it
+/// is subscribed to it; links are one-way, so this comes from its subscription here.
+pub fn peer_lag(r: &ReplStats, peer: &PeerStats) -> Option<u64> {
+    let id = peer.node_id?;
+    subscribers(r)
+        .into_iter()
+        .find(|s| s.node_id == id)
+        .map(|s| s.lag_writes)
+}
+
+/// Seconds since the last frame from `peer`, `None` when it was never connected.
+pub fn peer_last_seen_seconds(peer: &PeerStats) -> Option<f64> {
+    (peer.connects > 0).then_some(peer.last_seen_ms as f64 / 1000.0)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +237,7 @@ impl From<bool> for Num {
 scalars! {
     "up" => "memha_up", Gauge, "1 while the server answers.", |_s| 1u64;
     "ready" => "memha_ready", Gauge,
-        "1 while the node is ready for traffic (0 while stopping, or later while replication syncs).",
+        "1 while the node is ready for traffic (0 while stopping, and while replication syncs).",
         |s| s.ready && !s.stopping;
     "uptime" => "memha_uptime_seconds", Gauge, "Seconds since the server started.", |s| s.uptime;
     "started" => "memha_start_time_seconds", Gauge, "Unix time the server started.", |s| s.started;

@@ -220,7 +220,7 @@ const FLAGS: &[Flag] = &[
     flag('x', &[], Arg::Required, "<addr>", "replicate with this peer, host[:port]; repeat or comma-separate for more peers"),
     flag('X', &[], Arg::Required, "<num>", "replication port (default: 11212)"),
     flag(LONG_ONLY, &["repl-secret-file"], Arg::Required, "<file>", "shared secret authenticating replication links (needed beyond loopback)"),
-    flag(LONG_ONLY, &["repl-ack"], Arg::Required, "<mode>", "async (default): STORED after the local write"),
+    flag(LONG_ONLY, &["repl-ack"], Arg::Required, "<mode>", "async (default): STORED after the local write; sync: after a peer applied it (waits at most 100 ms)"),
     flag(LONG_ONLY, &["repl-backlog-mb"], Arg::Required, "<num>", "writes kept for a peer that reconnects, MiB (default: 64)"),
     flag(LONG_ONLY, &["repl-node-id"], Arg::Required, "<num>", "this node's id in item versions, 0-1023 (default: from host name and port)"),
     flag('o', &["extended"], Arg::Required, "<opts>", "comma-separated extended options, see below"),

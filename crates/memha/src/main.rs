@@ -151,6 +151,9 @@ fn run(opts: RunOptions) -> Result<(), String> {
     result
 }
 
+/// With `ack = "sync"`, how long a write waits for a peer before it is answered anyway.
+const SYNC_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Default replication port, repcached's.
 const DEFAULT_REPL_PORT: u16 = 11212;
 
@@ -162,13 +165,6 @@ fn replication_config(
 ) -> Result<Option<(ReplConfig, std::net::TcpListener)>, String> {
     if opts.repl_peers.is_empty() && opts.repl_port.is_none() {
         return Ok(None);
-    }
-    if opts.repl_ack == AckMode::Sync {
-        return Err(
-            "replication ack = \"sync\" is not available in this build yet; use \
-                    \"async\" (the default)"
-                .into(),
-        );
     }
     let port = opts.repl_port.unwrap_or(DEFAULT_REPL_PORT);
     let secret = match &opts.repl_secret_file {
@@ -241,6 +237,7 @@ fn replication_config(
             peers,
             backlog_bytes: (opts.repl_backlog_mb as usize).saturating_mul(1024 * 1024),
             ready_grace: std::time::Duration::from_secs(5),
+            sync_ack: (opts.repl_ack == AckMode::Sync).then_some(SYNC_ACK_TIMEOUT),
         },
         listener,
     )))

@@ -1291,19 +1291,6 @@ fn refuses_to_start_with_what_this_build_lacks() {
     let (status, err) = run_to_exit(&["--config", peers.path(), "-p", "0", "-l", "127.0.0.1"]);
     assert!(!status.success());
     assert!(err.contains("no secret"), "{err}");
-    // So does sync acknowledgement, which this build does not have yet.
-    let (status, err) = run_to_exit(&[
-        "-x",
-        "127.0.0.1:1",
-        "--repl-ack",
-        "sync",
-        "-p",
-        "0",
-        "-l",
-        "127.0.0.1",
-    ]);
-    assert!(!status.success());
-    assert!(err.contains("sync"), "{err}");
 
     let vrrp_file = TempFile::new(&vrrp(""));
     let (status, err) = run_to_exit(&["--config", vrrp_file.path(), "-p", "0", "-l", "127.0.0.1"]);

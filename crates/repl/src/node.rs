@@ -35,6 +35,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const ACK_EVERY: u64 = 64;
 /// Heartbeat interval; a link silent for four of them is considered dead.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Most replication links (subscribers and handshakes in progress) served at once.
+const MAX_LINKS: usize = 64;
 /// Bytes written to a link per send.
 const CHUNK: usize = 256 * 1024;
 
@@ -50,6 +52,21 @@ pub struct ReplConfig {
     pub backlog_bytes: usize,
     /// With peers but none reachable, become ready after this long anyway.
     pub ready_grace: Duration,
+    /// Sync acknowledgement: a client's write is answered only once a peer has applied it,
+    /// or after this long (then it is answered anyway and the timeout counted). `None` =
+    /// async: answered after the local write.
+    pub sync_ack: Option<Duration>,
+}
+
+/// How a wait for a peer's acknowledgement ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckWait {
+    /// A peer applied every write up to the sequence asked for.
+    Acked,
+    /// No peer acknowledged in time: the write was answered anyway (counted).
+    TimedOut,
+    /// No peer is connected: nothing to wait for (counted).
+    NoPeer,
 }
 
 /// Per-peer link state, for `stats replication` and metrics.
@@ -102,6 +119,10 @@ pub struct ReplStats {
     pub protocol_errors: u64,
     pub full_syncs_served: u64,
     pub partial_syncs_served: u64,
+    /// Sync-ack writes answered after a peer's ack / after the timeout / with no peer.
+    pub sync_acked: u64,
+    pub sync_timeouts: u64,
+    pub sync_no_peer: u64,
     pub peers: Vec<PeerStats>,
     pub subscribers: Vec<SubscriberStats>,
 }
@@ -123,6 +144,12 @@ pub struct Replicator {
     protocol_errors: AtomicU64,
     full_syncs_served: AtomicU64,
     partial_syncs_served: AtomicU64,
+    /// Highest sequence number any subscriber has acknowledged (applied).
+    acked_max: AtomicU64,
+    ack_notify: Notify,
+    sync_acked: AtomicU64,
+    sync_timeouts: AtomicU64,
+    sync_no_peer: AtomicU64,
 }
 
 fn wall_ms() -> u64 {
@@ -170,6 +197,11 @@ impl Replicator {
             protocol_errors: AtomicU64::new(0),
             full_syncs_served: AtomicU64::new(0),
             partial_syncs_served: AtomicU64::new(0),
+            acked_max: AtomicU64::new(0),
+            ack_notify: Notify::new(),
+            sync_acked: AtomicU64::new(0),
+            sync_timeouts: AtomicU64::new(0),
+            sync_no_peer: AtomicU64::new(0),
         })
     }
 
@@ -184,6 +216,40 @@ impl Replicator {
     fn push(&self, op: Op<'_>) {
         self.backlog.lock().push(op);
         self.new_writes.notify_waiters();
+    }
+
+    /// The sequence number of this node's latest write.
+    pub fn last_seq(&self) -> u64 {
+        self.backlog.lock().last_seq()
+    }
+
+    /// Whether writes wait for a peer's acknowledgement (`ack = "sync"`).
+    pub fn sync_ack(&self) -> bool {
+        self.cfg.sync_ack.is_some()
+    }
+
+    /// Wait until a peer has applied this node's writes up to `seq`, for at most the
+    /// configured sync-ack timeout. Never blocks forever: a timeout or the absence of any
+    /// connected peer answers the write anyway, and is counted (`stats replication`).
+    pub async fn wait_acked(&self, seq: u64) -> AckWait {
+        let timeout = self.cfg.sync_ack.unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.ack_notify.notified();
+            if self.acked_max.load(Relaxed) >= seq {
+                self.sync_acked.fetch_add(1, Relaxed);
+                return AckWait::Acked;
+            }
+            if self.subscribers.lock().is_empty() {
+                self.sync_no_peer.fetch_add(1, Relaxed);
+                return AckWait::NoPeer;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                self.sync_timeouts.fetch_add(1, Relaxed);
+                tracing::debug!("replication: no peer acknowledged write {seq} in {timeout:?}");
+                return AckWait::TimedOut;
+            }
+        }
     }
 
     /// A local write changed `key`: replicate its current state (the whole item, so
@@ -287,6 +353,9 @@ impl Replicator {
             protocol_errors: self.protocol_errors.load(Relaxed),
             full_syncs_served: self.full_syncs_served.load(Relaxed),
             partial_syncs_served: self.partial_syncs_served.load(Relaxed),
+            sync_acked: self.sync_acked.load(Relaxed),
+            sync_timeouts: self.sync_timeouts.load(Relaxed),
+            sync_no_peer: self.sync_no_peer.load(Relaxed),
             peers,
             subscribers,
         }
@@ -298,27 +367,49 @@ impl Replicator {
             tokio::spawn(self.clone().subscribe(i, stop.clone()));
         }
         if !self.cfg.peers.is_empty() {
+            // Ready once every peer synced; after the grace period, once every peer that
+            // could be reached synced (a dead peer must not keep a node out forever).
             let me = self.clone();
             let grace = self.cfg.ready_grace;
             tokio::spawn(async move {
                 tokio::time::sleep(grace).await;
-                if !me.is_ready() {
-                    let unreached = me.peers.lock().iter().filter(|p| p.connects == 0).count();
-                    if unreached == me.cfg.peers.len() {
+                while !me.is_ready() {
+                    let (reached, synced, down) = {
+                        let peers = me.peers.lock();
+                        let reached = peers.iter().filter(|p| p.connects > 0).count();
+                        let synced = peers.iter().filter(|p| p.synced).count();
+                        (reached, synced, peers.len() - reached)
+                    };
+                    if synced == reached {
                         tracing::warn!(
-                            "replication: no peer reachable after {grace:?}; serving without a sync"
+                            "replication: {down} peer(s) unreachable after {grace:?}; ready with \
+                             {synced} synced"
                         );
                         me.set_ready();
                     }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             });
         }
+        // Bound the links a flood of connections can open (each waits up to the handshake
+        // timeout before it is dropped).
+        let links = Arc::new(tokio::sync::Semaphore::new(MAX_LINKS));
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, addr)) => {
+                        let Ok(permit) = links.clone().try_acquire_owned() else {
+                            self.protocol_errors.fetch_add(1, Relaxed);
+                            tracing::warn!("replication: refused {addr}: {MAX_LINKS} links open");
+                            continue;
+                        };
                         let _ = stream.set_nodelay(true);
-                        tokio::spawn(self.clone().serve_subscriber(stream, addr, stop.clone()));
+                        let me = self.clone();
+                        let stop = stop.clone();
+                        tokio::spawn(async move {
+                            me.serve_subscriber(stream, addr, stop).await;
+                            drop(permit);
+                        });
                     }
                     Err(e) => {
                         tracing::warn!("replication accept failed: {e}");
@@ -425,19 +516,21 @@ impl Replicator {
                     return Err("fell behind the backlog; it will resync".into());
                 }
             }
-            if !out.is_empty() {
-                wr.write_all(&out).await.map_err(|e| e.to_string())?;
+            let sent = !out.is_empty();
+            if sent {
+                write_within(&mut wr, &out).await?;
                 if let Some(s) = self.subscribers.lock().get_mut(&sub) {
                     s.sent_seq = cursor - 1;
                 }
-                continue;
             }
+            // After a send, look at acks (sync-ack writers wait on them) before sending more.
             tokio::select! {
                 _ = notified => {}
+                _ = std::future::ready(()), if sent => {}
                 _ = heartbeat.tick() => {
                     out.clear();
                     let _ = encode(&Frame::Heartbeat { wall_ms: wall_ms() }, &mut out);
-                    wr.write_all(&out).await.map_err(|e| e.to_string())?;
+                    write_within(&mut wr, &out).await?;
                 }
                 n = rd.read(&mut read_buf) => {
                     let n = n.map_err(|e| e.to_string())?;
@@ -449,6 +542,8 @@ impl Replicator {
                         if let Frame::Ack { seq, .. } = frame {
                             if let Some(s) = self.subscribers.lock().get_mut(&sub) {
                                 s.acked_seq = s.acked_seq.max(seq);
+                                self.acked_max.fetch_max(seq, Relaxed);
+                                self.ack_notify.notify_waiters();
                             }
                         }
                         inbuf.drain(..consumed);
@@ -479,6 +574,16 @@ impl Replicator {
         .expect("fixed-size frame");
         let now = now_secs();
         let origin = self.cfg.node_id;
+        // The flush state first: a flush_all the peer missed must hide its old items too.
+        let (floor, pending) = self.store.flush_state();
+        if floor != 0 {
+            let op = Op::Flush { floor, at: 0 };
+            let _ = encode(&Frame::Write { origin, seq: 0, op }, &mut out);
+        }
+        if let Some((floor, at)) = pending {
+            let op = Op::Flush { floor, at };
+            let _ = encode(&Frame::Write { origin, seq: 0, op }, &mut out);
+        }
         for shard in 0..self.store.shard_count() {
             self.store.snapshot_shard(shard, now, |it| {
                 let op = Op::Set {
@@ -490,13 +595,18 @@ impl Replicator {
                 };
                 let _ = encode(&Frame::Write { origin, seq: 0, op }, &mut out);
             });
+            // Deletes the peer may have missed must win over the old copies it still holds.
+            self.store.snapshot_tombstones(shard, now, |key, version| {
+                let op = Op::Delete { key, version };
+                let _ = encode(&Frame::Write { origin, seq: 0, op }, &mut out);
+            });
             if out.len() >= CHUNK {
-                stream.write_all(&out).await.map_err(|e| e.to_string())?;
+                write_within(stream, &out).await?;
                 out.clear();
             }
         }
         encode(&Frame::SyncEnd, &mut out).expect("fixed-size frame");
-        stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        write_within(stream, &out).await?;
         self.full_syncs_served.fetch_add(1, Relaxed);
         tracing::info!(
             "replication: full sync sent in {} ms",
@@ -768,5 +878,19 @@ async fn read_frame_owned(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<O
 async fn send(stream: &mut TcpStream, frame: &Frame<'_>) -> Result<(), String> {
     let mut out = Vec::new();
     encode(frame, &mut out)?;
-    stream.write_all(&out).await.map_err(|e| e.to_string())
+    write_within(stream, &out).await
+}
+
+/// A peer that stops reading (a black-holed link keeps no RST coming) must not pin a task
+/// and its buffers forever: a write that makes no progress for this long ends the link.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn write_within<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    buf: &[u8],
+) -> Result<(), String> {
+    match tokio::time::timeout(WRITE_TIMEOUT, w.write_all(buf)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("peer stopped reading for {WRITE_TIMEOUT:?}")),
+    }
 }

@@ -403,6 +403,13 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, guard: Con
             let now = unix_now() as u32;
             let (consumed, control) = session.process(&input, &mut out, now);
             input.advance(consumed);
+            // ack = "sync": the replies of a batch that wrote go out only once a peer has
+            // applied those writes (or the wait timed out, counted).
+            if let Some(repl) = shared.repl.as_ref().filter(|r| r.sync_ack()) {
+                if session.counters.wrote() {
+                    repl.wait_acked(repl.last_seq()).await;
+                }
+            }
             if !out.is_empty() {
                 if stream.write_all(&out).await.is_err() {
                     return;

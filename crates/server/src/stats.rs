@@ -36,6 +36,21 @@ macro_rules! counters {
     };
 }
 
+impl Counters {
+    /// Did this batch change the cache (as far as a replica needs to know)?
+    pub fn wrote(&self) -> bool {
+        self.cmd_set
+            + self.delete_hits
+            + self.incr_hits
+            + self.decr_hits
+            + self.incr_misses
+            + self.decr_misses
+            + self.touch_hits
+            + self.cmd_flush
+            > 0
+    }
+}
+
 counters!(
     cmd_get,
     cmd_set,

@@ -294,6 +294,10 @@ fn replication(shared: &Shared, out: &mut Vec<u8>) {
     push_stat(out, "protocol_errors", r.protocol_errors);
     push_stat(out, "full_syncs_served", r.full_syncs_served);
     push_stat(out, "partial_syncs_served", r.partial_syncs_served);
+    push_stat(out, "ack", if repl.sync_ack() { "sync" } else { "async" });
+    push_stat(out, "sync_acked", r.sync_acked);
+    push_stat(out, "sync_timeouts", r.sync_timeouts);
+    push_stat(out, "sync_no_peer", r.sync_no_peer);
     for (i, p) in r.peers.iter().enumerate() {
         let st = |out: &mut Vec<u8>, name: &str, v: &dyn std::fmt::Display| {
             push_stat(out, &format!("peer{i}:{name}"), v)

@@ -395,6 +395,15 @@ impl Store {
         self.flush_impl(at, Some(floor));
     }
 
+    /// The flush state to hand a peer in a full sync: the floor in force (every version below
+    /// it is dead) and a pending delayed flush `(floor, at)` if there is one.
+    pub fn flush_state(&self) -> (u64, Option<(u64, u32)>) {
+        let floor = self.flush_floor.load(Ordering::Acquire);
+        let at = self.pending_at.load(Ordering::Acquire);
+        let pending = (at != 0).then(|| (self.pending_ver.load(Ordering::Acquire), at));
+        (floor, pending)
+    }
+
     /// Visit every live item of shard `shard` (0..[`Store::shard_count`])
     /// under that shard's lock, in unspecified order, without LRU bumps or
     /// stats. `f` must copy what it needs and not call back into the store.

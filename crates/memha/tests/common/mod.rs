@@ -435,3 +435,15 @@ impl Client {
         self.line()
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Additions for replication.rs.
+
+pub mod proxy;
+
+impl Client {
+    /// `stats <group>` as a map.
+    pub fn stats_map(&mut self, group: &str) -> std::collections::HashMap<String, String> {
+        self.stats(group).into_iter().collect()
+    }
+}
