@@ -40,13 +40,18 @@ pub enum Op<'a> {
     },
     /// Hide every version below `floor` from time `at` (0 = now).
     Flush { floor: u64, at: u32 },
-    /// A counter's contributions from `node` since the base write `base_version`.
+    /// A counter's contributions from `node` since the base write (`base_version`,
+    /// `base_value`); the item it produced has `version`, `flags` and `exptime`.
     Counter {
         key: &'a [u8],
         base_version: u64,
+        base_value: u64,
         node: u16,
         p: u64,
         n: u64,
+        version: u64,
+        flags: u32,
+        exptime: u32,
     },
 }
 
@@ -276,16 +281,24 @@ fn put_op(out: &mut Vec<u8>, op: &Op<'_>) -> Result<(), &'static str> {
         Op::Counter {
             key,
             base_version,
+            base_value,
             node,
             p,
             n,
+            version,
+            flags,
+            exptime,
         } => {
             out.push(op_kind::COUNTER);
             put_key(out, key)?;
             out.extend_from_slice(&base_version.to_be_bytes());
+            out.extend_from_slice(&base_value.to_be_bytes());
             out.extend_from_slice(&node.to_be_bytes());
             out.extend_from_slice(&p.to_be_bytes());
             out.extend_from_slice(&n.to_be_bytes());
+            out.extend_from_slice(&version.to_be_bytes());
+            out.extend_from_slice(&flags.to_be_bytes());
+            out.extend_from_slice(&exptime.to_be_bytes());
         }
     }
     Ok(())
@@ -397,9 +410,13 @@ fn parse_op<'a>(r: &mut Reader<'a>) -> Option<Op<'a>> {
         op_kind::COUNTER => Op::Counter {
             key: r.key()?,
             base_version: r.u64()?,
+            base_value: r.u64()?,
             node: r.u16()?,
             p: r.u64()?,
             n: r.u64()?,
+            version: r.u64()?,
+            flags: r.u32()?,
+            exptime: r.u32()?,
         },
         _ => return None,
     })
@@ -521,9 +538,13 @@ mod tests {
                 op: Op::Counter {
                     key: b"c",
                     base_version: 5,
+                    base_value: 40,
                     node: 3,
                     p: 10,
                     n: 2,
+                    version: 9,
+                    flags: 1,
+                    exptime: 0,
                 },
             },
             Frame::Ack { origin: 1, seq: 99 },

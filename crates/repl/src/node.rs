@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use memha_store::{ApplyResult, Store};
+use memha_store::{ApplyResult, CounterOp, Store};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -264,6 +264,25 @@ impl Replicator {
                 version,
                 value: &value,
             });
+        }
+    }
+
+    /// A local `incr`/`decr`: replicate this node's contribution (so concurrent increments
+    /// on other nodes add up), or the value when counters are not tracked.
+    pub fn capture_arith(&self, key: &[u8]) {
+        match self.store.counter_op(key, now_secs()) {
+            Some(c) => self.push(Op::Counter {
+                key,
+                base_version: c.base_version,
+                base_value: c.base_value,
+                node: c.node,
+                p: c.p,
+                n: c.n,
+                version: c.version,
+                flags: c.flags,
+                exptime: c.exptime,
+            }),
+            None => self.capture_set(key),
         }
     }
 
@@ -827,8 +846,29 @@ impl Replicator {
                 self.store.apply_flush(floor, at);
                 ApplyResult::Applied
             }
-            // Counters are not replicated as contributions yet (see docs/design).
-            Op::Counter { .. } => ApplyResult::Stale,
+            Op::Counter {
+                key,
+                base_version,
+                base_value,
+                node,
+                p,
+                n,
+                version,
+                flags,
+                exptime,
+            } => {
+                let op = CounterOp {
+                    base_version,
+                    base_value,
+                    node,
+                    p,
+                    n,
+                    version,
+                    flags,
+                    exptime,
+                };
+                self.store.apply_counter(key, &op, now)
+            }
         }
     }
 }

@@ -337,10 +337,14 @@ fn arith(
         touch: req.ttl.map(|t| abs_exptime(t, now)),
     };
     let r = shared.store.arith_ext(key, now, &a);
-    if let (ArithStatus::Applied | ArithStatus::Created, Some(repl)) = (r.status, &shared.repl) {
-        // Until counters replicate as per-node contributions (docs/design/REPLICATION.md),
-        // the new value travels as a write.
-        repl.capture_set(key);
+    if let Some(repl) = &shared.repl {
+        match r.status {
+            // Increments travel as this node's contribution, so concurrent ones add up.
+            ArithStatus::Applied => repl.capture_arith(key),
+            // A counter created by `ma N` / binary incr with an initial value is a plain write.
+            ArithStatus::Created => repl.capture_set(key),
+            _ => {}
+        }
     }
     let (hits, misses) = if incr {
         (&mut c.incr_hits, &mut c.incr_misses)

@@ -65,6 +65,7 @@ impl Shared {
             node_id: repl.as_ref().map_or(0, |r| r.node_id),
             // A single node needs no tombstones: nothing can resurrect what it deleted.
             max_tombstones: if repl.is_some() { 100_000 } else { 0 },
+            track_counters: repl.is_some(),
             ..StoreConfig::default()
         }));
         let repl = repl.map(|cfg| Replicator::new(cfg, store.clone()));

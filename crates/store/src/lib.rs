@@ -43,6 +43,7 @@
 //!   a lookup or the CLOCK hand finds them.
 
 mod classes;
+mod counter;
 mod item;
 mod meta;
 mod repl;
@@ -55,7 +56,7 @@ pub use meta::{
     ArithOptions, ArithOutcome, ArithStatus, ReadFlags, ReadOptions, RemoveOptions, RemoveResult,
     WriteOptions, WriteResult,
 };
-pub use repl::{ApplyResult, TOMBSTONE_OVERHEAD};
+pub use repl::{ApplyResult, CounterOp, TOMBSTONE_OVERHEAD};
 pub use version::{version_floor_at_ms, version_node_id, version_time_ms, EPOCH_MS, MAX_NODE_ID};
 
 use item::{BIT_FETCHED, BIT_VISITED};
@@ -96,6 +97,9 @@ pub struct StoreConfig {
     /// Bound on tombstones in total, split evenly over the shards (oldest
     /// dropped first); 0 = keep none.
     pub max_tombstones: usize,
+    /// Keep per-node counter contributions (see `counter.rs`) so replicated `incr`/`decr`
+    /// lose nothing; only a replicating node needs it.
+    pub track_counters: bool,
 }
 
 impl Default for StoreConfig {
@@ -108,6 +112,7 @@ impl Default for StoreConfig {
             node_id: 0,
             tombstone_ttl: 600,
             max_tombstones: 100_000,
+            track_counters: false,
         }
     }
 }
@@ -235,6 +240,7 @@ pub struct Store {
     store_no_memory: AtomicU64,
     /// Tombstone lifetime in seconds.
     tomb_ttl: u32,
+    track_counters: bool,
     /// Tombstones kept per shard (0 = none).
     tomb_max: usize,
 }
@@ -302,6 +308,7 @@ impl Store {
             store_too_large: AtomicU64::new(0),
             store_no_memory: AtomicU64::new(0),
             tomb_ttl: cfg.tombstone_ttl,
+            track_counters: cfg.track_counters,
             // A zero lifetime keeps none either.
             tomb_max: if cfg.tombstone_ttl == 0 {
                 0
@@ -814,6 +821,7 @@ impl Store {
                 ));
             }
             mem += tb;
+            mem += sh.counters.bytes();
             curr += sh.table.len() as u64;
             bytes += sh.bytes;
         }

@@ -716,12 +716,59 @@ impl Store {
         } else {
             cur.saturating_sub(a.delta)
         };
-        let mut buf = [0u8; 20];
-        let digits = format_decimal(res, &mut buf);
         let v = a.new_version.unwrap_or_else(|| self.clock.next());
-        let old_len = sh.item(idx).value_len();
         let prev_exptime = sh.item(idx).exptime();
-        if a.touch.is_some() {
+        let base_version = sh.item(idx).cas();
+        if !self.set_number(sh, idx, key, res, v, a.touch, now, live) {
+            // malloc failure: the old value is untouched.
+            return ArithOutcome::status(ArithStatus::NotFound);
+        }
+        if self.track_counters {
+            // Record this node's contribution (decrements only as far as they went).
+            let mut state = match sh.counters.get(key, base_version) {
+                Some(s) => s.clone(),
+                None => crate::counter::CounterState {
+                    base_version,
+                    base_value: cur,
+                    ..Default::default()
+                },
+            };
+            let e = state.entry(self.clock.node_id());
+            if a.incr {
+                e.1 = e.1.wrapping_add(a.delta);
+            } else {
+                e.2 = e.2.wrapping_add(cur - res);
+            }
+            state.item_version = v;
+            sh.counters.put(key, state, &self.mem);
+        }
+        ArithOutcome {
+            status: ArithStatus::Applied,
+            value: res,
+            version: v,
+            exptime: sh.item(idx).exptime(),
+            prev_exptime,
+        }
+    }
+
+    /// Replace the value of the item in bucket `idx` by the decimal `n`, with version `v`
+    /// (and exptime `touch` if given), in place when it fits. False on malloc failure.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn set_number(
+        &self,
+        sh: &mut Shard,
+        idx: usize,
+        key: &[u8],
+        n: u64,
+        v: u64,
+        touch: Option<u32>,
+        now: u32,
+        live: &Liveness,
+    ) -> bool {
+        let mut buf = [0u8; 20];
+        let digits = format_decimal(n, &mut buf);
+        let old_len = sh.item(idx).value_len();
+        if touch.is_some() {
             sh.clean_scan = None;
         }
         if digits.len() <= old_len {
@@ -731,19 +778,18 @@ impl Store {
             it.set_cas(v);
             it.set_atime(now);
             it.set_bits(it.bits() | BIT_VISITED);
-            if let Some(e) = a.touch {
+            if let Some(e) = touch {
                 it.set_exptime(e);
             }
             sh.bytes -= (old_len - digits.len()) as u64;
         } else {
             let Some(mut it) = ItemPtr::alloc(key, digits.len()) else {
-                // malloc failure: leave the old value untouched.
-                return ArithOutcome::status(ArithStatus::NotFound);
+                return false;
             };
             it.value_mut().copy_from_slice(digits);
             let old = sh.item(idx);
             it.set_flags(old.flags());
-            it.set_exptime(a.touch.unwrap_or(old.exptime()));
+            it.set_exptime(touch.unwrap_or(old.exptime()));
             it.set_bits(old.bits() | BIT_VISITED);
             it.set_atime(now);
             it.set_cas(v);
@@ -751,13 +797,7 @@ impl Store {
             let _ = self.make_room_local(sh, grow, live, Some(idx));
             sh.replace_at(idx, it, &self.mem, false);
         }
-        ArithOutcome {
-            status: ArithStatus::Applied,
-            value: res,
-            version: v,
-            exptime: sh.item(idx).exptime(),
-            prev_exptime,
-        }
+        true
     }
 }
 

@@ -40,9 +40,10 @@
 //! entries are recognised (version / creation time differ) and skipped, and
 //! it is compacted when it grows past twice the table.
 
+use crate::counter::CounterState;
 use crate::item::{ItemPtr, BIT_VISITED, MAX_KEY_LEN};
 use crate::shard::{Shard, KEY_HASHER};
-use crate::{too_large, ItemView, Store};
+use crate::{format_decimal, parse_decimal, too_large, ItemView, Store};
 use hashbrown::HashTable;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -307,7 +308,7 @@ impl Store {
                 return Ok(ApplyResult::Stale);
             }
             let found = self.lookup(sh, hash, key, live, false).ok();
-            if found.is_some_and(|i| sh.item(i).cas() >= version) {
+            if found.is_some_and(|i| effective_version(sh, i, key) >= version) {
                 return Ok(ApplyResult::Stale);
             }
             let Some(mut it) = ItemPtr::alloc(key, value.len()) else {
@@ -358,13 +359,116 @@ impl Store {
             return ApplyResult::Stale;
         }
         if let Ok(idx) = self.lookup(&mut sh, hash, key, &live, false) {
-            if sh.item(idx).cas() >= version {
+            if effective_version(&sh, idx, key) >= version {
                 return ApplyResult::Stale;
             }
             sh.remove_at(idx, &self.mem);
         }
         self.record_tomb(&mut sh, hash, key, version, now);
         ApplyResult::Applied
+    }
+
+    /// The counter contribution of this node for `key` after a local `incr`/`decr`, to
+    /// replicate instead of the value (`None` when counters are not tracked).
+    pub fn counter_op(&self, key: &[u8], now: u32) -> Option<CounterOp> {
+        if !self.track_counters {
+            return None;
+        }
+        let hash = self.hash(key);
+        let live = self.liveness(now);
+        let mut sh = self.shard(self.shard_index(hash)).lock();
+        let idx = self.lookup(&mut sh, hash, key, &live, false).ok()?;
+        let it = sh.item(idx);
+        let (version, flags, exptime) = (it.cas(), it.flags(), it.exptime());
+        let state = sh.counters.get(key, version)?;
+        let node = self.clock.node_id();
+        let (_, p, n) = state.contrib.iter().find(|c| c.0 == node).copied()?;
+        Some(CounterOp {
+            base_version: state.base_version,
+            base_value: state.base_value,
+            node,
+            p,
+            n,
+            version,
+            flags,
+            exptime,
+        })
+    }
+
+    /// Remote counter contribution: merge it (per-node max) into the counter built on the
+    /// same base, adopt a newer base, ignore an older one (a later write replaced it).
+    pub fn apply_counter(&self, key: &[u8], op: &CounterOp, now: u32) -> ApplyResult {
+        self.clock.observe(op.version);
+        if key.len() > MAX_KEY_LEN {
+            return ApplyResult::TooLarge;
+        }
+        let hash = self.hash(key);
+        let si = self.shard_index(hash);
+        let r = self.with_room(si, now, |sh, live, _| {
+            if self
+                .tomb_version(sh, hash, key, now)
+                .is_some_and(|t| t > op.base_version)
+                || live.flushed(op.version)
+            {
+                return Ok(ApplyResult::Stale);
+            }
+            let fresh = || CounterState {
+                item_version: 0,
+                base_version: op.base_version,
+                base_value: op.base_value,
+                contrib: vec![(op.node, op.p, op.n)],
+            };
+            let Ok(idx) = self.lookup(sh, hash, key, live, false) else {
+                // No item here (never had it, or evicted): rebuild it from the op.
+                let mut state = fresh();
+                let mut buf = [0u8; 20];
+                let digits = format_decimal(state.value(), &mut buf);
+                let Some(mut it) = ItemPtr::alloc(key, digits.len()) else {
+                    return Err(0);
+                };
+                it.value_mut().copy_from_slice(digits);
+                it.set_flags(op.flags);
+                it.set_exptime(op.exptime);
+                it.set_atime(now);
+                it.set_bits(BIT_VISITED);
+                self.commit(sh, hash, None, it, live, Some(op.version))?;
+                state.item_version = op.version;
+                sh.counters.put(key, state, &self.mem);
+                return Ok(ApplyResult::Applied);
+            };
+            let item_version = sh.item(idx).cas();
+            let current = sh.counters.get(key, item_version).cloned();
+            let cur_base = current.as_ref().map_or(item_version, |s| s.base_version);
+            let mut state = match op.base_version.cmp(&cur_base) {
+                std::cmp::Ordering::Less => return Ok(ApplyResult::Stale),
+                std::cmp::Ordering::Greater => fresh(),
+                std::cmp::Ordering::Equal => {
+                    let mut state = match current {
+                        Some(s) => s,
+                        // The item is the plain base write itself.
+                        None => match parse_decimal(sh.item(idx).value()) {
+                            Some(v) => CounterState {
+                                item_version,
+                                base_version: item_version,
+                                base_value: v,
+                                contrib: Vec::new(),
+                            },
+                            None => return Ok(ApplyResult::Stale),
+                        },
+                    };
+                    state.merge(op.node, op.p, op.n);
+                    state
+                }
+            };
+            let version = item_version.max(op.version);
+            if !self.set_number(sh, idx, key, state.value(), version, None, now, live) {
+                return Err(0);
+            }
+            state.item_version = version;
+            sh.counters.put(key, state, &self.mem);
+            Ok(ApplyResult::Applied)
+        });
+        r.unwrap_or(ApplyResult::NoMemory)
     }
 
     /// Remote touch: set the live item's exptime iff its version is exactly
@@ -477,3 +581,25 @@ impl Store {
 #[cfg(test)]
 #[path = "repl_tests.rs"]
 mod tests;
+
+/// A replicated counter contribution (see `counter.rs`): node `node` has added `p` and
+/// taken `n` since the base write (`base_version`, `base_value`); the item it produced has
+/// `version`, `flags`, `exptime`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterOp {
+    pub base_version: u64,
+    pub base_value: u64,
+    pub node: u16,
+    pub p: u64,
+    pub n: u64,
+    pub version: u64,
+    pub flags: u32,
+    pub exptime: u32,
+}
+
+/// The version a remote write must beat: a counter's base, not its latest increment (a
+/// `set` newer than the base replaces the counter even if increments came after it).
+fn effective_version(sh: &Shard, idx: usize, key: &[u8]) -> u64 {
+    let v = sh.item(idx).cas();
+    sh.counters.get(key, v).map_or(v, |s| s.base_version)
+}

@@ -694,3 +694,101 @@ proptest! {
         b.check_consistency().unwrap();
     }
 }
+
+fn counter_node(node: u16) -> Store {
+    store_cfg(|c| {
+        c.node_id = node;
+        c.track_counters = true;
+    })
+}
+
+fn incr(s: &Store, k: &[u8], incr: bool, delta: u64) -> CounterOp {
+    let a = ArithOptions {
+        incr,
+        delta,
+        ..ArithOptions::default()
+    };
+    assert_eq!(s.arith_ext(k, NOW, &a).status, ArithStatus::Applied);
+    s.counter_op(k, NOW).expect("tracked")
+}
+
+fn value(s: &Store, k: &[u8]) -> (Vec<u8>, u64) {
+    let (v, _, _, version) = item(s, k, NOW).expect("present");
+    (v, version)
+}
+
+#[test]
+fn concurrent_increments_add_up_in_any_order() {
+    let (a, b) = (counter_node(1), counter_node(2));
+    // The same base on both (as a replicated set would leave it).
+    let base = a
+        .store_versioned(SetMode::Set, b"k", 0, 0, b"10", None, NOW)
+        .1
+        .unwrap();
+    assert_eq!(
+        b.apply_set(b"k", b"10", 0, 0, base, NOW),
+        ApplyResult::Applied
+    );
+    let mut from_a = Vec::new();
+    let mut from_b = Vec::new();
+    for _ in 0..5 {
+        from_a.push(incr(&a, b"k", true, 1));
+        from_b.push(incr(&b, b"k", true, 2));
+    }
+    from_b.push(incr(&b, b"k", false, 3));
+    // Deliver each node's ops to the other, B's in reverse (contributions are states).
+    for op in &from_a {
+        assert_ne!(b.apply_counter(b"k", op, NOW), ApplyResult::TooLarge);
+    }
+    for op in from_b.iter().rev() {
+        a.apply_counter(b"k", op, NOW);
+    }
+    let (va, ca) = value(&a, b"k");
+    let (vb, cb) = value(&b, b"k");
+    assert_eq!(va, b"22", "10 + 5×1 + 5×2 − 3");
+    assert_eq!((va, ca), (vb, cb), "same value and CAS on both");
+    a.check_consistency().unwrap();
+    b.check_consistency().unwrap();
+}
+
+#[test]
+fn a_set_newer_than_the_base_wins_over_concurrent_increments() {
+    let (a, b) = (counter_node(1), counter_node(2));
+    let base = a
+        .store_versioned(SetMode::Set, b"k", 0, 0, b"0", None, NOW)
+        .1
+        .unwrap();
+    b.apply_set(b"k", b"0", 0, 0, base, NOW);
+    // B sets 100 while A increments (A's increment gets the higher version).
+    let set_v = b
+        .store_versioned(SetMode::Set, b"k", 0, 0, b"100", None, NOW)
+        .1
+        .unwrap();
+    let op = incr(&a, b"k", true, 1);
+    assert_ne!(op.version, set_v);
+    a.apply_set(b"k", b"100", 0, 0, set_v, NOW);
+    b.apply_counter(b"k", &op, NOW);
+    assert_eq!(value(&a, b"k"), value(&b, b"k"), "converged");
+    assert_eq!(value(&a, b"k").0, b"100");
+}
+
+#[test]
+fn a_counter_op_rebuilds_a_missing_item_and_respects_tombstones() {
+    let (a, b) = (counter_node(1), counter_node(2));
+    let base = a
+        .store_versioned(SetMode::Set, b"k", 3, 0, b"7", None, NOW)
+        .1
+        .unwrap();
+    let op = incr(&a, b"k", true, 1);
+    // B never saw the base (evicted, say): the op carries it.
+    assert_eq!(b.apply_counter(b"k", &op, NOW), ApplyResult::Applied);
+    assert_eq!(value(&b, b"k"), value(&a, b"k"));
+    assert_eq!(item(&b, b"k", NOW).unwrap().1, 3, "flags travel too");
+    // A delete after the base wins over increments built on it.
+    let c = counter_node(3);
+    let del = base + 5;
+    c.apply_delete(b"k", del, NOW);
+    assert_eq!(c.apply_counter(b"k", &op, NOW), ApplyResult::Stale);
+    assert!(item(&c, b"k", NOW).is_none());
+    b.check_consistency().unwrap();
+}

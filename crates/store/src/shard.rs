@@ -100,6 +100,8 @@ pub(crate) struct Shard {
     pub class_counters: Box<[ClassCounters]>,
     /// Delete markers (see `repl.rs`); never items, but counted in memory.
     pub tombs: Tombstones,
+    /// Replicated counter states (see `counter.rs`), counted in memory.
+    pub counters: crate::counter::Counters,
 }
 
 /// Table bytes as the spec counts them: one pointer slot + one control byte
@@ -129,6 +131,7 @@ impl Shard {
             clean_scan: None,
             class_counters: vec![ClassCounters::default(); classes::count()].into_boxed_slice(),
             tombs: Tombstones::new(),
+            counters: crate::counter::Counters::default(),
         }
     }
 
@@ -220,6 +223,9 @@ impl Shard {
         let (it, _) = entry.remove();
         self.bytes -= it.logical_size() as u64;
         mem.fetch_sub(it.alloc_size(), Ordering::Relaxed);
+        if !self.counters.is_empty() {
+            self.counters.remove(it.key(), mem);
+        }
         it.free();
     }
 
