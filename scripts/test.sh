@@ -60,3 +60,13 @@ export MEMHA_TEST_PYTHON="${MEMHA_TEST_PYTHON:-$PWD/$pyenv/bin/python3}"
 ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
 
 cargo test --workspace --locked "$@"
+
+# The Debian package: build it, install it, check it, remove it (it installs into the system,
+# so only as root, as CI runs; MEMHA_SKIP_PACKAGE_TEST=1 skips it).
+if [[ -n ${MEMHA_SKIP_PACKAGE_TEST:-} ]]; then
+  echo "package test skipped: MEMHA_SKIP_PACKAGE_TEST is set"
+elif [[ $(id -u) -ne 0 ]]; then
+  echo "package test skipped: not root (scripts/package-test.sh installs a package)"
+else
+  scripts/package-test.sh
+fi

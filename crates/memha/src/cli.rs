@@ -46,6 +46,9 @@ pub enum Cli {
     Status(String),
     /// `check-config FILE…`: check each file, print `FILE: ok` or `FILE:LINE:COL: reason`.
     CheckConfig(Vec<PathBuf>),
+    /// `import-keepalived FILE`: print a keepalived.conf's `vrrp_instance`s as memha TOML
+    /// ([`crate::import_keepalived`]).
+    ImportKeepalived(PathBuf),
     /// `-h` / `--help`: print [`help_text`] and exit 0.
     Help,
     /// `-V` / `--version`: print [`version_line`] and exit 0.
@@ -235,7 +238,8 @@ pub fn help_text() -> String {
     out.push_str(
         "\nusage: memha [--config <file>] [options]\n\
          \x20      memha check-config <file>...\n\
-         \x20      memha print-config [--config <file>] [options]\n\n",
+         \x20      memha print-config [--config <file>] [options]\n\
+         \x20      memha import-keepalived <keepalived.conf>\n\n",
     );
     let column = |f: &Flag| -> String {
         let mut s = if f.short == LONG_ONLY {
@@ -373,6 +377,10 @@ pub fn parse_args(args: &[String]) -> Result<Cli, CliError> {
                 "usage: memha status [--addr HOST:PORT] (default {}, the [admin] listen address)",
                 memha_admin::DEFAULT_ADDR
             )),
+        },
+        Some("import-keepalived") => match &args[1..] {
+            [file] if !file.starts_with('-') => Ok(Cli::ImportKeepalived(PathBuf::from(file))),
+            _ => err("usage: memha import-keepalived <keepalived.conf> (prints memha TOML)"),
         },
         Some("print-config") => Ok(match parse_run(&args[1..])? {
             Cli::Run(opts) => Cli::PrintConfig(opts),

@@ -3,3 +3,4 @@
 
 pub mod cli;
 pub mod config_file;
+pub mod import_keepalived;

@@ -6,6 +6,9 @@
 //! still has a single thread, write the pid file, drop privileges, and only then start the
 //! worker threads.
 
+mod reload;
+mod sd_notify;
+
 use std::process::ExitCode;
 
 use memha::cli::{self, Cli, RunOptions};
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Ok(Cli::ImportKeepalived(file)) => memha::import_keepalived::run(&file),
         Ok(Cli::PrintConfig(opts)) => {
             print!("{}", config_file::to_toml(&opts, Secrets::Redact));
             ExitCode::SUCCESS
@@ -71,7 +75,7 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: RunOptions) -> Result<(), String> {
-    init_logging(opts.log_level());
+    reload::init_logging(opts.log_level());
     // Parts of the configuration this build cannot do yet: refuse to start rather than run
     // without them (check-config accepts them).
     let from_file = opts
@@ -143,6 +147,12 @@ fn run(opts: RunOptions) -> Result<(), String> {
         std::fs::write(path, format!("{}\n", std::process::id()))
             .map_err(|e| format!("cannot write the pid file {}: {e}", path.display()))?;
     }
+    // Last: SIGHUP is handled before READY=1 goes to systemd (see reload::sighup_service).
+    bound.add_service(reload::sighup_service(
+        std::env::args().skip(1).collect(),
+        opts.clone(),
+    ));
+    bound.add_service(sd_notify::serve);
     drop_privileges(opts.user.as_deref())?;
     let result = bound.run();
     if let Some(path) = &opts.pid_file {
@@ -257,17 +267,6 @@ fn derived_node_id(port: u16) -> u16 {
         h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
     }
     (h % 1024) as u16
-}
-
-/// `[logging] level`, else `-v` = info, `-vv` = debug, `-vvv` = trace; quiet (warnings only)
-/// by default, like memcached. `RUST_LOG` overrides.
-fn init_logging(level: LogLevel) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.name()));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// `-r` / `enable_coredumps`: raise the core file size limit to its maximum, as memcached does.
