@@ -155,6 +155,7 @@ fn run(opts: RunOptions) -> Result<(), String> {
     bound.add_service(sd_notify::serve);
     drop_privileges(opts.user.as_deref())?;
     let result = bound.run();
+    sd_notify::stopping();
     if let Some(path) = &opts.pid_file {
         let _ = std::fs::remove_file(path);
     }

@@ -156,6 +156,14 @@ pub async fn serve(shared: Arc<Shared>) {
     notify_logged(&[("STOPPING", "1"), ("STATUS", "stopping")]);
 }
 
+/// `STOPPING=1`, sent from the main thread once the server has stopped: the service task
+/// may not get to run again while the runtime shuts down, and systemd must hear it.
+pub fn stopping() {
+    if std::env::var_os(NOTIFY_SOCKET).is_some() {
+        notify_logged(&[("STOPPING", "1"), ("STATUS", "stopped")]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

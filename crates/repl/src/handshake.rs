@@ -132,11 +132,11 @@ impl Dialer {
 
     /// Check the listener's `Challenge`; on success returns the peer and the `Auth` frame to
     /// send. `resume(epoch)` says how far this node has applied the listener's stream of
-    /// that epoch (0 = nothing).
+    /// that epoch (`None` = it holds nothing of it).
     pub fn on_challenge(
         &self,
         frame: &Frame<'_>,
-        resume: impl FnOnce(u64) -> u64,
+        resume: impl FnOnce(u64) -> Option<u64>,
     ) -> Result<(Peer, Frame<'static>), HandshakeError> {
         let Frame::Challenge {
             version,
@@ -172,8 +172,12 @@ impl Dialer {
             clock_skew_ms: *wall_ms as i64 - self.wall_ms as i64,
             epoch: *epoch,
         };
-        let seq = resume(*epoch);
-        let epoch = if seq == 0 { 0 } else { *epoch };
+        // `None`: nothing of that stream is held here; `Some(seq)`, even 0: a complete copy
+        // up to `seq` (a full sync that ended at seq 0 still needs no second one).
+        let (epoch, seq) = match resume(*epoch) {
+            Some(seq) => (*epoch, seq),
+            None => (0, 0),
+        };
         Ok((
             peer,
             Frame::Auth {
@@ -313,7 +317,7 @@ mod tests {
             .expect("hello accepted");
         let challenge = wire(&challenge);
         let (peer, auth) = d
-            .on_challenge(&back(&challenge), |epoch| if epoch == 99 { 41 } else { 0 })
+            .on_challenge(&back(&challenge), |epoch| (epoch == 99).then_some(41))
             .expect("challenge verified");
         assert_eq!(
             peer,
@@ -343,7 +347,7 @@ mod tests {
         let (_, challenge) =
             Listener::on_hello(id(2, b"wrong"), &d.hello(), [2; 16], 0, 1).unwrap();
         assert_eq!(
-            d.on_challenge(&challenge, |_| 0).unwrap_err(),
+            d.on_challenge(&challenge, |_| None).unwrap_err(),
             HandshakeError::BadMac
         );
         // The dialer has the wrong secret: the listener refuses its auth.
@@ -377,7 +381,7 @@ mod tests {
                 &Listener::on_hello(id(2, b"k"), &d.hello(), [2; 16], 0, 1)
                     .unwrap()
                     .1,
-                |_| 0,
+                |_| None,
             )
             .unwrap();
         let (other, _) = Listener::on_hello(id(2, b"k"), &d.hello(), [7; 16], 0, 1).unwrap();

@@ -286,6 +286,18 @@ impl Replicator {
         }
     }
 
+    /// A local write stored exactly this item (a plain set): replicate it without reading
+    /// it back from the store.
+    pub fn capture_known(&self, key: &[u8], value: &[u8], flags: u32, exptime: u32, version: u64) {
+        self.push(Op::Set {
+            key,
+            flags,
+            exptime,
+            version,
+            value,
+        });
+    }
+
     /// A local delete left a tombstone with `version`.
     pub fn capture_delete(&self, key: &[u8], version: u64) {
         if version != 0 {
@@ -677,17 +689,13 @@ impl Replicator {
         send(&mut stream, &dialer.hello()).await?;
         let mut inbuf = Vec::new();
         let challenge = read_frame_owned(&mut stream, &mut inbuf).await?;
-        let (known_epoch, known_seq) = {
+        let (known_epoch, known_seq, synced) = {
             let p = &self.peers.lock()[peer];
-            (p.epoch, p.applied_seq)
+            (p.epoch, p.applied_seq, p.synced)
         };
         let (info, auth) = dialer
             .on_challenge(&challenge.frame(), |epoch| {
-                if epoch == known_epoch {
-                    known_seq
-                } else {
-                    0
-                }
+                (synced && epoch == known_epoch && epoch != 0).then_some(known_seq)
             })
             .map_err(|e| {
                 self.auth_failures.fetch_add(1, Relaxed);

@@ -220,6 +220,12 @@ fn write(
     let r = shared.store.write(key, now, &w);
     if let Some(repl) = &shared.repl {
         match (r.result, mode) {
+            // A plain set's new state is what the client sent: no need to read it back.
+            (StoreResult::Stored, SetMode::Set | SetMode::Add | SetMode::Replace)
+                if !req.invalidate =>
+            {
+                repl.capture_known(key, req.data, flags, exptime, r.version)
+            }
             (StoreResult::Stored, _) => repl.capture_set(key),
             // The store dropped the old value of a failed plain set: so must the peers.
             (StoreResult::TooLarge | StoreResult::NoMemory, SetMode::Set) => {

@@ -440,6 +440,7 @@ impl Client {
 // Additions for replication.rs.
 
 pub mod proxy;
+pub mod repl;
 
 impl Client {
     /// `stats <group>` as a map.
