@@ -35,6 +35,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const ACK_EVERY: u64 = 64;
 /// Heartbeat interval; a link silent for four of them is considered dead.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Hash-table buckets copied per lock hold during a full sync.
+const SYNC_PIECE: usize = 1024;
 /// Most replication links (subscribers and handshakes in progress) served at once.
 const MAX_LINKS: usize = 64;
 /// Bytes written to a link per send.
@@ -616,16 +618,40 @@ impl Replicator {
             let _ = encode(&Frame::Write { origin, seq: 0, op }, &mut out);
         }
         for shard in 0..self.store.shard_count() {
-            self.store.snapshot_shard(shard, now, |it| {
-                let op = Op::Set {
-                    key: it.key,
-                    flags: it.flags,
-                    exptime: it.exptime,
-                    version: it.cas,
-                    value: it.value,
-                };
-                let _ = encode(&Frame::Write { origin, seq: 0, op }, &mut out);
-            });
+            // A piece of the shard at a time, yielding in between, so the clients this
+            // worker also serves are not held up for a whole shard.
+            let mut from = 0;
+            let mut size = None;
+            loop {
+                let (next, buckets) =
+                    self.store
+                        .snapshot_shard_part(shard, from, SYNC_PIECE, now, |it| {
+                            let op = Op::Set {
+                                key: it.key,
+                                flags: it.flags,
+                                exptime: it.exptime,
+                                version: it.cas,
+                                value: it.value,
+                            };
+                            let _ = encode(&Frame::Write { origin, seq: 0, op }, &mut out);
+                        });
+                if size.is_some_and(|s| s != buckets) {
+                    // Resized under us: items may have moved; go over the shard again.
+                    from = 0;
+                    size = Some(buckets);
+                    continue;
+                }
+                size = Some(buckets);
+                if out.len() >= CHUNK {
+                    write_within(stream, &out).await?;
+                    out.clear();
+                }
+                match next {
+                    Some(n) => from = n,
+                    None => break,
+                }
+                tokio::task::yield_now().await;
+            }
             // Deletes the peer may have missed must win over the old copies it still holds.
             self.store.snapshot_tombstones(shard, now, |key, version| {
                 let op = Op::Delete { key, version };

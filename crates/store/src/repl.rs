@@ -535,6 +535,51 @@ impl Store {
         }
     }
 
+    /// Visit the live items of shard `shard` in the bucket range starting at `from`, at most
+    /// `budget` buckets, under the shard's lock — so a full sync can copy a shard in pieces
+    /// and let clients in between. Returns the next bucket to visit (`None` = the shard is
+    /// done) and the table's bucket count: if that count changes between two calls the
+    /// table was resized and items may have moved, so the caller restarts the shard from 0
+    /// (sending an item twice is harmless: the receiver keeps the higher version).
+    pub fn snapshot_shard_part(
+        &self,
+        shard: usize,
+        from: usize,
+        budget: usize,
+        now: u32,
+        mut f: impl FnMut(&ItemView<'_>),
+    ) -> (Option<usize>, usize) {
+        if shard >= self.shards.len() {
+            return (None, 0);
+        }
+        let live = self.liveness(now);
+        let sh = self.shard(shard).lock();
+        if sh.table.capacity() == 0 {
+            return (None, 0);
+        }
+        let buckets = sh.table.num_buckets();
+        let end = from.saturating_add(budget.max(1)).min(buckets);
+        for i in from..end {
+            let Some(it) = sh.table.get_bucket(i) else {
+                continue;
+            };
+            if live.check(it).is_some() {
+                continue;
+            }
+            f(&ItemView {
+                key: it.key(),
+                value: it.value(),
+                flags: it.flags(),
+                exptime: it.exptime(),
+                prev_exptime: it.exptime(),
+                cas: it.cas(),
+                atime: it.atime(),
+                fetched: it.fetched(),
+            });
+        }
+        ((end < buckets).then_some(end), buckets)
+    }
+
     /// Visit every live tombstone `(key, version)` of shard `shard` under its
     /// lock (for full sync: send them as deletes).
     pub fn snapshot_tombstones(&self, shard: usize, now: u32, mut f: impl FnMut(&[u8], u64)) {
