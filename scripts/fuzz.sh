@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-600}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(text meta binary session repl_frame)
+((${#targets[@]})) || targets=(text meta binary session repl_frame vrrp_packet)
 cargo +nightly fuzz build "${targets[@]/#/}" >/dev/null 2>&1 || cargo +nightly fuzz build
 pids=()
 for t in "${targets[@]}"; do
