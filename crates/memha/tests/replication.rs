@@ -10,183 +10,17 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::proxy::{Mode, Proxy};
+use common::repl::*;
 use common::{run_to_exit, Client, Server};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-/// A TCP port on loopback that was free a moment ago, for `-X`. Taken below the kernel's
-/// ephemeral range (where `-p 0` and outgoing connections get theirs) and never handed out
-/// twice by this process, so a port picked for a node that starts later stays free.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = std::process::id().wrapping_mul(131);
-    loop {
-        let n = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
-        let port = (20_000 + n % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// Poll `f` until it holds; `false` if `timeout` passed first.
-fn poll(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Poll `f` until it holds; panic with `what` (and `detail()`) after `timeout`.
-fn wait_until(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
-    assert!(
-        poll(timeout, f),
-        "timed out after {timeout:?} waiting for: {what}"
-    );
-}
-
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// One memha process with replication, restartable with the same ports.
-struct Node {
-    server: Server,
-    name: &'static str,
-    repl_port: u16,
-    args: Vec<String>,
-}
-
-impl Node {
-    /// Start a node with `--repl-node-id id`, `-X repl_port`, one `-x` per peer, and `extra`.
-    fn start(
-        name: &'static str,
-        id: u16,
-        repl_port: u16,
-        peers: &[String],
-        extra: &[&str],
-    ) -> Node {
-        let mut args: Vec<String> = vec![
-            "-X".into(),
-            repl_port.to_string(),
-            "--repl-node-id".into(),
-            id.to_string(),
-        ];
-        for p in peers {
-            args.push("-x".into());
-            args.push(p.clone());
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        Node {
-            server: Server::start(&refs),
-            name,
-            repl_port,
-            args,
-        }
-    }
-
-    fn client(&self) -> Client {
-        self.server.connect()
-    }
-
-    /// `stats replication` as a map (on a fresh connection).
-    fn repl(&self) -> HashMap<String, String> {
-        self.client().stats_map("replication")
-    }
-
-    /// One numeric `stats replication` value (0 when absent).
-    fn repl_u64(&self, key: &str) -> u64 {
-        self.repl()
-            .get(key)
-            .map(|v| v.parse().unwrap_or_else(|_| panic!("{key} = {v:?}")))
-            .unwrap_or(0)
-    }
-
-    fn repl_str(&self, key: &str) -> String {
-        self.repl().get(key).cloned().unwrap_or_default()
-    }
-
-    /// Ready, and every peer link streaming.
-    fn linked(&self) -> bool {
-        let r = self.repl();
-        r.get("ready").map(String::as_str) == Some("1")
-            && (0..)
-                .map(|i| r.get(&format!("peer{i}:state")))
-                .take_while(Option::is_some)
-                .all(|s| s.map(String::as_str) == Some("streaming"))
-    }
-
-    /// `kill -9`, and wait for the process to be gone.
-    fn kill9(&mut self) {
-        self.server.signal(libc::SIGKILL);
-        assert!(
-            self.server.wait_exit(DEADLINE).is_some(),
-            "{} survived SIGKILL",
-            self.name
-        );
-    }
-
-    /// Start the same node again with the same client and replication ports.
-    fn restart(&mut self) {
-        let port = self.server.port.to_string();
-        let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        args.extend(["-p", &port]);
-        self.server = Server::start(&args);
-        assert_eq!(self.server.port.to_string(), port, "same client port");
-    }
-
-    fn stats_dump(&self) -> String {
-        let mut v: Vec<_> = self.repl().into_iter().collect();
-        v.sort();
-        v.iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
-/// Wait until every node is ready with every link streaming.
-fn wait_linked(nodes: &[&Node]) {
-    for n in nodes {
-        if !poll(DEADLINE, || n.linked()) {
-            panic!("{} never linked: {}", n.name, n.stats_dump());
-        }
-    }
-}
-
-/// Two nodes subscribed to each other directly (ids 1 and 2), linked.
-fn pair(extra_a: &[&str], extra_b: &[&str]) -> (Node, Node) {
-    let (pa, pb) = (free_port(), free_port());
-    let a = Node::start("A", 1, pa, &[format!("127.0.0.1:{pb}")], extra_a);
-    let b = Node::start("B", 2, pb, &[format!("127.0.0.1:{pa}")], extra_b);
-    wait_linked(&[&a, &b]);
-    (a, b)
-}
-
-/// Two nodes where A subscribes to B *through a proxy* (so B → A data can be cut) and B
-/// subscribes to A directly. Returns (A, B, proxy), linked.
-fn pair_with_proxy(extra_a: &[&str], extra_b: &[&str]) -> (Node, Node, Proxy) {
-    let (pa, pb) = (free_port(), free_port());
-    let proxy = Proxy::start(&format!("127.0.0.1:{pb}"));
-    let a = Node::start("A", 1, pa, &[proxy.addr()], extra_a);
-    let b = Node::start("B", 2, pb, &[format!("127.0.0.1:{pa}")], extra_b);
-    wait_linked(&[&a, &b]);
-    (a, b, proxy)
-}
 
 /// What `mg <key> v f c t` says about an item.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,22 +76,6 @@ fn item(c: &mut Client, key: &str) -> Option<Item> {
     Some(it)
 }
 
-/// `gets key` → (value, flags, cas).
-fn gets(c: &mut Client, key: &str) -> Option<(Vec<u8>, u32, u64)> {
-    c.send(format!("gets {key}\r\n").as_bytes());
-    let head = c.line();
-    if head == "END\r\n" {
-        return None;
-    }
-    let parts: Vec<&str> = head.trim_end().split(' ').collect();
-    assert_eq!(parts.len(), 5, "gets reply {head:?}");
-    let len: usize = parts[3].parse().unwrap();
-    let mut data = c.read_exact(len + 2);
-    data.truncate(len);
-    assert_eq!(c.line(), "END\r\n");
-    Some((data, parts[2].parse().unwrap(), parts[4].parse().unwrap()))
-}
-
 /// Wait until `key` on `to` matches `key` on `from` (value, flags, CAS, TTL ±1 s, or both
 /// missing), and return it.
 fn wait_same(from: &Node, to: &Node, key: &str) -> Option<Item> {
@@ -281,30 +99,6 @@ fn wait_same(from: &Node, to: &Node, key: &str) -> Option<Item> {
     // gets agrees too.
     assert_eq!(gets(&mut cf, key), gets(&mut ct, key), "gets {key}");
     last.0
-}
-
-/// Wait until `key` on `node` has `value` (or is missing, for `None`).
-fn wait_value(node: &Node, key: &str, value: Option<&[u8]>) {
-    let mut c = node.client();
-    let mut last = None;
-    let ok = poll(DEADLINE, || {
-        last = item(&mut c, key);
-        last.as_ref().map(|i| i.value.as_slice()) == value
-    });
-    assert!(
-        ok,
-        "{}: {key:?} is {:?}, expected {:?}",
-        node.name,
-        last.map(|i| String::from_utf8_lossy(&i.value).into_owned()),
-        value.map(String::from_utf8_lossy)
-    );
-}
-
-fn set(c: &mut Client, key: &str, flags: u32, ttl: u32, value: &str) {
-    c.expect(
-        &format!("set {key} {flags} {ttl} {}\r\n{value}\r\n", value.len()),
-        "STORED\r\n",
-    );
 }
 
 /// A replication secret file with `content`, removed on drop.
