@@ -262,23 +262,12 @@ fn write(
     shared.detail.record(key, DetailOp::Set);
     let item = (status == Status::Stored).then(|| ItemInfo {
         flags,
-        cas: if shared.config.cas_disabled {
-            0
-        } else {
-            r.version
-        },
+        cas: visible_cas(shared, r.version),
         ttl: ttl_left(exptime, now),
         size: r.size,
         ..ItemInfo::default()
     });
-    reply.reply(
-        req,
-        &Outcome {
-            item,
-            ..Outcome::status(status)
-        },
-        None,
-    );
+    reply_with(reply, req, status, item);
 }
 
 fn remove(
@@ -374,11 +363,7 @@ fn arith(
         ArithStatus::Exists => Status::Exists,
     };
     let item = (status == Status::Hit).then(|| ItemInfo {
-        cas: if shared.config.cas_disabled {
-            0
-        } else {
-            r.version
-        },
+        cas: visible_cas(shared, r.version),
         ttl: if meta::ttl_reported_before_update(req) {
             ttl_left(r.prev_exptime, now)
         } else {
@@ -387,14 +372,30 @@ fn arith(
         number: r.value,
         ..ItemInfo::default()
     });
-    reply.reply(
-        req,
-        &Outcome {
-            item,
-            ..Outcome::status(status)
-        },
-        None,
-    );
+    reply_with(reply, req, status, item);
+}
+
+/// A status reply carrying the item's facts (stores, arithmetic).
+fn reply_with(
+    reply: &mut impl Reply,
+    req: &MetaRequest<'_>,
+    status: Status,
+    item: Option<ItemInfo>,
+) {
+    let outcome = Outcome {
+        item,
+        ..Outcome::status(status)
+    };
+    reply.reply(req, &outcome, None);
+}
+
+/// The CAS unique a client sees: the version, or 0 with `-C`.
+fn visible_cas(shared: &Shared, version: u64) -> u64 {
+    if shared.config.cas_disabled {
+        0
+    } else {
+        version
+    }
 }
 
 /// Seconds of life left, -1 for an item that never expires.
