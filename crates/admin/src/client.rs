@@ -169,7 +169,18 @@ pub fn render_table(addr: &str, doc: &Value) -> String {
         Value::Object(_) => rows.push(("replication", replication_row(repl))),
         _ => {}
     }
-    // VRRP rows go here once `vrrp` is filled in.
+    match &doc["vrrp"] {
+        Value::Null if doc.get("vrrp").is_some() => rows.push(("vrrp", "off".to_string())),
+        Value::Array(a) if a.is_empty() => rows.push(("vrrp", "no report yet".to_string())),
+        Value::Array(a) => rows.push((
+            "vrrp",
+            match a.len() {
+                1 => "1 instance".to_string(),
+                n => format!("{n} instances"),
+            },
+        )),
+        _ => {}
+    }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut out = String::new();
     for (k, v) in &rows {
@@ -210,6 +221,27 @@ pub fn render_table(addr: &str, doc: &Value) -> String {
             &header,
             &cells,
             &[true, false, true, false, false, false, true],
+        );
+    }
+    if let Some(instances) = doc["vrrp"].as_array().filter(|a| !a.is_empty()) {
+        let header = [
+            "instance",
+            "state",
+            "priority",
+            "master",
+            "vips",
+            "held",
+            "transitions",
+            "adverts sent/recv",
+            "dropped",
+        ];
+        let cells: Vec<Vec<String>> = instances.iter().map(vrrp_cells).collect();
+        out.push('\n');
+        grid(
+            &mut out,
+            &header,
+            &cells,
+            &[true, true, false, true, true, true, false, false, false],
         );
     }
     if let Some(classes) = doc["classes"].as_array().filter(|c| !c.is_empty()) {
@@ -258,6 +290,40 @@ fn replication_row(r: &Value) -> String {
         n(&r["full_syncs_served"]),
         n(&r["partial_syncs_served"]),
     )
+}
+
+/// One row of the VRRP table from a `vrrp` entry: state (with what keeps it from
+/// serving), priority/effective, master, virtual addresses and whether this node holds
+/// them, transitions, advertisements sent/received, packets dropped.
+fn vrrp_cells(i: &Value) -> Vec<String> {
+    let n = |k: &str| i[k].as_u64().map_or("?".into(), |v| v.to_string());
+    let text = |k: &str| i[k].as_str().map_or("?".into(), str::to_string);
+    let mut state = i["state"]
+        .as_str()
+        .map_or("?".into(), str::to_ascii_lowercase);
+    let why: Vec<&str> = [("link_up", "link down"), ("healthy", "unhealthy")]
+        .into_iter()
+        .filter(|(k, _)| i[*k].as_u64() == Some(0))
+        .map(|(_, why)| why)
+        .collect();
+    if !why.is_empty() {
+        state = format!("{state} ({})", why.join(", "));
+    }
+    vec![
+        text("name"),
+        state,
+        format!("{}/{}", n("priority"), n("effective_priority")),
+        text("master"),
+        text("vips"),
+        match i["holding_vips"].as_u64() {
+            Some(0) => "no".into(),
+            Some(_) => "yes".into(),
+            None => "?".into(),
+        },
+        n("transitions"),
+        format!("{}/{}", n("adverts_sent"), n("adverts_received")),
+        n("dropped_total"),
+    ]
 }
 
 /// Write a table: a header and rows, columns two spaces apart, each aligned left (`true`)
@@ -329,7 +395,7 @@ mod tests {
     fn renders_replication() {
         let mut s = crate::metrics::tests::snapshot();
         s.replication = Some(crate::metrics::tests::repl_stats());
-        s.role = crate::snapshot::Snapshot::role_for(s.replication.as_ref());
+        s.role = crate::snapshot::Snapshot::role_for(s.replication.as_ref(), None);
         s.ready = false;
         let doc: Value = serde_json::from_str(&crate::status_json::render(&s)).unwrap();
         assert_eq!(doc["state"], "syncing");
@@ -368,6 +434,48 @@ mod tests {
         let t = render_table("h:1", &single);
         assert!(t.contains("replication  off\n"), "{t}");
         assert!(!t.contains("\npeer "), "{t}");
+    }
+
+    #[test]
+    fn renders_vrrp() {
+        use crate::metrics::tests::{repl_stats, snapshot, vrrp_view};
+        let mut s = snapshot();
+        s.replication = Some(repl_stats());
+        s.replication.as_mut().unwrap().peers.truncate(1);
+        s.vrrp = Some(vrrp_view());
+        s.role = crate::snapshot::Snapshot::role_for(s.replication.as_ref(), s.vrrp.as_ref());
+        let doc: Value = serde_json::from_str(&crate::status_json::render(&s)).unwrap();
+        let t = render_table("h:1", &doc);
+        assert!(
+            t.contains(
+                "role         master of VI_1, init of VI_2 (VRRP), replicating with 1 peer\n"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("vrrp         2 instances\n"), "{t}");
+        assert!(
+            t.contains(
+                "\ninstance  state             priority  master    vips                   held  transitions  adverts sent/recv  dropped\n\
+                 VI_1      master             150/150  10.0.0.1  10.0.0.100,10.0.0.101  yes             2             1200/7       14\n\
+                 VI_2      init (link down)       ?/0  none      192.168.1.10           no              0                0/0        0\n"
+            ),
+            "{t}"
+        );
+
+        s.vrrp.as_mut().unwrap().instances.clear();
+        let doc: Value = serde_json::from_str(&crate::status_json::render(&s)).unwrap();
+        let t = render_table("h:1", &doc);
+        assert!(t.contains("vrrp         no report yet\n"), "{t}");
+        assert!(!t.contains("\ninstance "), "{t}");
+
+        let single: Value = serde_json::from_str(&crate::status_json::render(&snapshot())).unwrap();
+        let t = render_table("h:1", &single);
+        assert!(t.contains("vrrp         off\n"), "{t}");
+        assert!(!t.contains("\ninstance "), "{t}");
+        // An older server's document has no `vrrp`: no row.
+        let mut old = single.clone();
+        old.as_object_mut().unwrap().remove("vrrp");
+        assert!(!render_table("h:1", &old).contains("vrrp"));
     }
 
     #[test]

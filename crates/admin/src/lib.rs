@@ -52,11 +52,17 @@
 //! [`Shared::ready`](memha_server::Shared::ready) is clear, `/ready` answers 503 and the page
 //! and `memha status` show the state "syncing".
 //!
-//! # Where later metrics go
+//! # VRRP
 //!
-//! - **VRRP**: the same way, under `memha_vrrp_*` (state as `memha_vrrp_state{state="master"}`
-//!   1/0, priority, transitions total, adverts sent/received), `vrrp` in `status.json`, and
-//!   the role on the page (now "single node", [`snapshot::Snapshot::role`]).
+//! With `[[vrrp_instance]]`s configured the VRRP speaker runs in the supervisor process,
+//! which sends its state to this one; [`Shared::vrrp`](memha_server::Shared::vrrp) holds
+//! the latest report and every answer carries a copy ([`snapshot::Snapshot::vrrp`]):
+//! `memha_vrrp_*` in [`metrics`] (per instance `{instance="VI_1"}`: state as
+//! `memha_vrrp_state{state}` 1/0 for init/backup/master/fault, the current master,
+//! priorities, VIPs held, health, link, transitions, advertisements, drops by reason; only
+//! `memha_vrrp_enabled 0` without VRRP), a `vrrp` array in `status.json` (`null` without),
+//! a "VRRP" section on the page and an instances table in `memha status`. The role starts
+//! with each instance's state: "master of VI_1 (VRRP), replicating with 1 peer".
 
 use std::fmt::Display;
 use std::net::ToSocketAddrs;

@@ -15,13 +15,23 @@
 //!    `memha_replication_peer_state{state}` 1/0 for every state, its writes applied, stale
 //!    and rejected here, syncs and connects; per subscriber of our stream (`{node_id}`):
 //!    acknowledged sequence and lag in writes.
-//! 5. **VRRP goes here**: `memha_vrrp_*` (`memha_vrrp_state{state="master|backup|fault"}`
-//!    1/0, priority, transitions total, advertisements sent/received total).
+//! 5. VRRP, `memha_vrrp_*`, from the supervisor's last report
+//!    ([`Snapshot::vrrp`]). `memha_vrrp_enabled` is always there (0 without VRRP, and then
+//!    nothing else is). Per instance (`{instance="VI_1"}`, the `vrrp_instance` name): its
+//!    state as `memha_vrrp_state{state}` 1/0 for each of [`VRRP_STATES`], the current master
+//!    as `memha_vrrp_master_info{master}` 1 (`master="none"` while none is known), then
+//!    [`PER_VRRP_INSTANCE`] (priorities, VIPs held, health, link, counters), then
+//!    `memha_vrrp_dropped_total{reason}` per reason a received packet was dropped for
+//!    (`too_short`, `ip_header`, `not_vrrp`, `ttl`, `version`, `type`, `no_addresses`,
+//!    `length`, `checksum`, `vrid`, `auth_type`, `auth_password`, `interval`,
+//!    `address_list`: every `dropped_<reason>` the report has). A figure missing from the
+//!    report or not a number is left out rather than shown as 0.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use memha_repl::node::{PeerStats, ReplStats};
+use memha_server::vrrp_view::{VrrpInstanceView, VrrpView};
 
 use crate::snapshot::{self, Kind, Num, Snapshot, SCALARS};
 
@@ -163,6 +173,109 @@ const PER_PEER: [PeerFig; 9] = [
     ),
 ];
 
+/// VRRP states (`State::name` in lowercase); each is exported 1/0 per instance.
+pub const VRRP_STATES: [&str; 4] = ["init", "backup", "master", "fault"];
+
+/// A per-instance VRRP figure: metric name, type, help, key in the supervisor's report.
+pub type VrrpFig = (&'static str, Kind, &'static str, &'static str);
+
+/// Per-instance figures after `memha_vrrp_state` and `memha_vrrp_master_info`, in
+/// exposition order.
+pub const PER_VRRP_INSTANCE: [VrrpFig; 15] = [
+    (
+        "memha_vrrp_priority",
+        Kind::Gauge,
+        "Configured VRRP priority of the instance (255: this node owns the addresses).",
+        "priority",
+    ),
+    (
+        "memha_vrrp_effective_priority",
+        Kind::Gauge,
+        "Priority the instance advertises now: the configured one, 0 while it is not \
+         operational (link down or a failed health check).",
+        "effective_priority",
+    ),
+    (
+        "memha_vrrp_holding_vips",
+        Kind::Gauge,
+        "1 while the virtual addresses are installed on this node.",
+        "holding_vips",
+    ),
+    (
+        "memha_vrrp_healthy",
+        Kind::Gauge,
+        "1 while the cache engine and every tracked script of the instance are healthy.",
+        "healthy",
+    ),
+    (
+        "memha_vrrp_link_up",
+        Kind::Gauge,
+        "1 while the instance's interface is up.",
+        "link_up",
+    ),
+    (
+        "memha_vrrp_transitions_total",
+        Kind::Counter,
+        "State changes of the instance.",
+        "transitions",
+    ),
+    (
+        "memha_vrrp_became_master_total",
+        Kind::Counter,
+        "Times the instance became master.",
+        "became_master",
+    ),
+    (
+        "memha_vrrp_adverts_sent_total",
+        Kind::Counter,
+        "VRRP advertisements sent.",
+        "adverts_sent",
+    ),
+    (
+        "memha_vrrp_adverts_received_total",
+        Kind::Counter,
+        "VRRP advertisements received and accepted.",
+        "adverts_received",
+    ),
+    (
+        "memha_vrrp_priority0_sent_total",
+        Kind::Counter,
+        "Advertisements with priority 0 sent (this node resigned as master).",
+        "priority0_sent",
+    ),
+    (
+        "memha_vrrp_priority0_received_total",
+        Kind::Counter,
+        "Advertisements with priority 0 received (the master resigned).",
+        "priority0_received",
+    ),
+    (
+        "memha_vrrp_garps_sent_total",
+        Kind::Counter,
+        "Gratuitous ARPs sent for the virtual addresses.",
+        "garps_sent",
+    ),
+    (
+        "memha_vrrp_send_errors_total",
+        Kind::Counter,
+        "Advertisements or gratuitous ARPs that could not be sent.",
+        "send_errors",
+    ),
+    (
+        "memha_vrrp_netlink_errors_total",
+        Kind::Counter,
+        "Virtual address additions or removals the kernel refused.",
+        "netlink_errors",
+    ),
+    (
+        "memha_vrrp_hooks_failed_total",
+        Kind::Counter,
+        "Notify hooks that could not be started or exited unsuccessfully (the supervisor's \
+         total, the same for every instance).",
+        "hooks_failed",
+    ),
+];
+
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -262,7 +375,7 @@ pub fn render(s: &Snapshot) -> String {
     }
 
     replication(&mut out, s.replication.as_ref());
-    // VRRP metrics: see the module documentation, item 5.
+    vrrp(&mut out, s.vrrp.as_ref());
     out.text
 }
 
@@ -351,6 +464,94 @@ fn replication(out: &mut Exposition, r: Option<&ReplStats>) {
             &[("node_id", &id)],
             Num::Int(sub.acked_seq),
         );
+    }
+}
+
+/// Item 5 of the module documentation.
+fn vrrp(out: &mut Exposition, view: Option<&VrrpView>) {
+    out.family(
+        "memha_vrrp_enabled",
+        Kind::Gauge,
+        "1 when VRRP instances are configured; without VRRP no other memha_vrrp_* metric is exported.",
+    );
+    out.sample("memha_vrrp_enabled", &[], Num::from(view.is_some()));
+    let Some(view) = view else { return };
+    // One series per instance name (names are unique in a valid configuration).
+    let mut seen = std::collections::HashSet::new();
+    let instances: Vec<&VrrpInstanceView> = view
+        .instances
+        .iter()
+        .filter(|i| seen.insert(&i.name))
+        .collect();
+
+    out.family(
+        "memha_vrrp_state",
+        Kind::Gauge,
+        "The instance's VRRP state: 1 for the current one (init, backup, master, fault), 0 for \
+         the others.",
+    );
+    for inst in &instances {
+        let Some(current) = snapshot::vrrp_state(inst) else {
+            continue;
+        };
+        let mut states: Vec<&str> = VRRP_STATES.to_vec();
+        if !states.contains(&current.as_str()) {
+            states.push(&current);
+        }
+        for st in states {
+            out.sample(
+                "memha_vrrp_state",
+                &[("instance", &inst.name), ("state", st)],
+                Num::from(st == current),
+            );
+        }
+    }
+    out.family(
+        "memha_vrrp_master_info",
+        Kind::Gauge,
+        "Always 1; the master label is the address of the instance's current master (this \
+         node's primary address while it is master, \"none\" while no master is known).",
+    );
+    for inst in &instances {
+        if let Some(master) = inst.get("master") {
+            out.sample(
+                "memha_vrrp_master_info",
+                &[("instance", &inst.name), ("master", master)],
+                Num::Int(1),
+            );
+        }
+    }
+    for (name, kind, help, key) in PER_VRRP_INSTANCE {
+        out.family(name, kind, help);
+        for inst in &instances {
+            if let Some(v) = snapshot::vrrp_num(inst, key) {
+                out.sample(name, &[("instance", &inst.name)], Num::Int(v));
+            }
+        }
+    }
+    out.family(
+        "memha_vrrp_dropped_total",
+        Kind::Counter,
+        "Received VRRP packets dropped, by reason (malformed, wrong TTL, version, VRID, \
+         authentication, advertisement interval or address list).",
+    );
+    for inst in &instances {
+        let mut reasons = std::collections::HashSet::new();
+        for (key, value) in &inst.values {
+            let Some(reason) = key.strip_prefix("dropped_") else {
+                continue;
+            };
+            if reason == "total" || !reasons.insert(reason) {
+                continue;
+            }
+            if let Ok(v) = value.parse::<u64>() {
+                out.sample(
+                    "memha_vrrp_dropped_total",
+                    &[("instance", &inst.name), ("reason", reason)],
+                    Num::Int(v),
+                );
+            }
+        }
     }
 }
 
@@ -605,6 +806,106 @@ pub(crate) mod tests {
             store,
             classes: vec![class(1, 96, 2), class(3, 152, 1)],
             replication: None,
+            vrrp: None,
+        }
+    }
+
+    /// The drop reasons the speaker reports (`DropReason::as_str`), in its order.
+    pub(crate) const DROP_REASONS: [&str; 14] = [
+        "too_short",
+        "ip_header",
+        "not_vrrp",
+        "ttl",
+        "version",
+        "type",
+        "no_addresses",
+        "length",
+        "checksum",
+        "vrid",
+        "auth_type",
+        "auth_password",
+        "interval",
+        "address_list",
+    ];
+
+    /// A supervisor's report: VI_1 is master and holds its address; VI_2 has just started
+    /// (INIT), its link is down and its report is short of a few figures (`priority`
+    /// unparsable, no `garps_sent`, no `dropped_vrid`).
+    pub(crate) fn vrrp_view() -> VrrpView {
+        let values = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mut vi_1 = values(&[
+            ("state", "MASTER"),
+            ("interface", "eth0"),
+            ("vrid", "51"),
+            ("version", "3"),
+            ("priority", "150"),
+            ("effective_priority", "150"),
+            ("advert_int_ms", "1000"),
+            ("primary_ip", "10.0.0.1"),
+            ("master", "10.0.0.1"),
+            ("vips", "10.0.0.100,10.0.0.101"),
+            ("holding_vips", "1"),
+            ("healthy", "1"),
+            ("link_up", "1"),
+            ("transitions", "2"),
+            ("became_master", "1"),
+            ("adverts_sent", "1200"),
+            ("adverts_received", "7"),
+            ("priority0_sent", "0"),
+            ("priority0_received", "1"),
+            ("garps_sent", "10"),
+            ("vip_adds", "2"),
+            ("vip_removes", "0"),
+            ("send_errors", "3"),
+            ("netlink_errors", "0"),
+            ("unknown_peer", "0"),
+            ("hooks_started", "4"),
+            ("hooks_failed", "1"),
+            ("dropped_total", "14"),
+        ]);
+        for (i, reason) in DROP_REASONS.iter().enumerate() {
+            // checksum 5, the others alternately 0 and 1 (6 in all, plus 5: 11). The report's
+            // dropped_total (14) is the speaker's figure and is not checked against them.
+            let n = if *reason == "checksum" { 5 } else { i % 2 };
+            vi_1.push((format!("dropped_{reason}"), n.to_string()));
+        }
+        let mut vi_2 = values(&[
+            ("state", "INIT"),
+            ("interface", "eth1"),
+            ("vrid", "52"),
+            ("version", "2"),
+            ("priority", "x"),
+            ("effective_priority", "0"),
+            ("master", "none"),
+            ("vips", "192.168.1.10"),
+            ("holding_vips", "0"),
+            ("healthy", "1"),
+            ("link_up", "0"),
+            ("transitions", "0"),
+            ("became_master", "0"),
+            ("adverts_sent", "0"),
+            ("adverts_received", "0"),
+            ("dropped_total", "0"),
+        ]);
+        for reason in DROP_REASONS.iter().filter(|r| **r != "vrid") {
+            vi_2.push((format!("dropped_{reason}"), "0".to_string()));
+        }
+        VrrpView {
+            instances: vec![
+                VrrpInstanceView {
+                    name: "VI_1".into(),
+                    values: vi_1,
+                },
+                VrrpInstanceView {
+                    name: "VI_2".into(),
+                    values: vi_2,
+                },
+            ],
         }
     }
 
@@ -676,17 +977,151 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn single_node_exports_only_vrrp_enabled() {
+        let text = render(&snapshot());
+        assert!(text.contains("\nmemha_vrrp_enabled 0\n"), "{text}");
+        let vrrp: Vec<&str> = text.lines().filter(|l| l.contains("memha_vrrp_")).collect();
+        assert_eq!(vrrp.len(), 3, "{vrrp:?}"); // HELP, TYPE, sample
+    }
+
+    #[test]
+    fn vrrp_metrics() {
+        let mut s = snapshot();
+        s.vrrp = Some(vrrp_view());
+        let text = render(&s);
+        let n = validate(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        // Scalars, build info, classes, replication and VRRP enabled, then VI_1: 4 states,
+        // master, 15 figures, 14 reasons; VI_2: 4 states, master, 8 of the figures (priority
+        // unparsable; no priority0_*, garps, send/netlink/hook errors), 13 reasons.
+        let vi_1 = VRRP_STATES.len() + 1 + PER_VRRP_INSTANCE.len() + DROP_REASONS.len();
+        let vi_2 = VRRP_STATES.len() + 1 + 8 + DROP_REASONS.len() - 1;
+        assert_eq!(n, SCALARS.len() + 1 + 9 * 2 + 1 + 1 + vi_1 + vi_2);
+        for line in [
+            "memha_vrrp_enabled 1",
+            "memha_vrrp_state{instance=\"VI_1\",state=\"init\"} 0",
+            "memha_vrrp_state{instance=\"VI_1\",state=\"backup\"} 0",
+            "memha_vrrp_state{instance=\"VI_1\",state=\"master\"} 1",
+            "memha_vrrp_state{instance=\"VI_1\",state=\"fault\"} 0",
+            "memha_vrrp_state{instance=\"VI_2\",state=\"init\"} 1",
+            "memha_vrrp_state{instance=\"VI_2\",state=\"master\"} 0",
+            "memha_vrrp_master_info{instance=\"VI_1\",master=\"10.0.0.1\"} 1",
+            "memha_vrrp_master_info{instance=\"VI_2\",master=\"none\"} 1",
+            "memha_vrrp_priority{instance=\"VI_1\"} 150",
+            "memha_vrrp_dropped_total{instance=\"VI_1\",reason=\"checksum\"} 5",
+        ] {
+            assert!(text.contains(&format!("\n{line}\n")), "{line}\n{text}");
+        }
+        let v = |name: &str, inst: &str| sample_value(&text, name, &[("instance", inst)]);
+        for (name, vi_1, vi_2) in [
+            ("memha_vrrp_priority", Some(150.0), None),
+            ("memha_vrrp_effective_priority", Some(150.0), Some(0.0)),
+            ("memha_vrrp_holding_vips", Some(1.0), Some(0.0)),
+            ("memha_vrrp_healthy", Some(1.0), Some(1.0)),
+            ("memha_vrrp_link_up", Some(1.0), Some(0.0)),
+            ("memha_vrrp_transitions_total", Some(2.0), Some(0.0)),
+            ("memha_vrrp_became_master_total", Some(1.0), Some(0.0)),
+            ("memha_vrrp_adverts_sent_total", Some(1200.0), Some(0.0)),
+            ("memha_vrrp_adverts_received_total", Some(7.0), Some(0.0)),
+            ("memha_vrrp_priority0_sent_total", Some(0.0), None),
+            ("memha_vrrp_priority0_received_total", Some(1.0), None),
+            ("memha_vrrp_garps_sent_total", Some(10.0), None),
+            ("memha_vrrp_send_errors_total", Some(3.0), None),
+            ("memha_vrrp_netlink_errors_total", Some(0.0), None),
+            ("memha_vrrp_hooks_failed_total", Some(1.0), None),
+        ] {
+            assert_eq!((v(name, "VI_1"), v(name, "VI_2")), (vi_1, vi_2), "{name}");
+        }
+        let dropped = |inst: &str, reason: &str| {
+            sample_value(
+                &text,
+                "memha_vrrp_dropped_total",
+                &[("instance", inst), ("reason", reason)],
+            )
+        };
+        for (i, reason) in DROP_REASONS.iter().enumerate() {
+            let want = if *reason == "checksum" { 5 } else { i % 2 };
+            assert_eq!(dropped("VI_1", reason), Some(want as f64), "{reason}");
+        }
+        assert_eq!(dropped("VI_2", "ttl"), Some(0.0));
+        assert_eq!(dropped("VI_2", "vrid"), None);
+        // The report's own total is not a reason.
+        assert_eq!(dropped("VI_1", "total"), None);
+        for (name, kind) in [
+            ("memha_vrrp_state", "gauge"),
+            ("memha_vrrp_master_info", "gauge"),
+            ("memha_vrrp_priority", "gauge"),
+            ("memha_vrrp_adverts_sent_total", "counter"),
+            ("memha_vrrp_dropped_total", "counter"),
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name}");
+        }
+        // Without the speaker's first report: enabled, families declared, no series.
+        s.vrrp = Some(VrrpView::default());
+        let text = render(&s);
+        assert_eq!(validate(&text), Ok(SCALARS.len() + 1 + 9 * 2 + 1 + 1));
+        assert_eq!(sample_value(&text, "memha_vrrp_enabled", &[]), Some(1.0));
+    }
+
+    #[test]
+    fn vrrp_odd_reports_stay_valid() {
+        let mut view = vrrp_view();
+        // An unknown state, a name needing escapes, an instance reported twice, a figure
+        // and a reason given twice, no state at all.
+        view.instances[0].values[0].1 = "STOP".into();
+        view.instances[0]
+            .values
+            .push(("priority".into(), "1".into()));
+        view.instances[0]
+            .values
+            .push(("dropped_ttl".into(), "9".into()));
+        view.instances[1].name = "a \"b\"\\".into();
+        view.instances[1].values.retain(|(k, _)| k != "state");
+        view.instances.push(view.instances[0].clone());
+        let mut s = snapshot();
+        s.vrrp = Some(view);
+        let text = render(&s);
+        validate(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let state = |inst: &str, st: &str| {
+            sample_value(
+                &text,
+                "memha_vrrp_state",
+                &[("instance", inst), ("state", st)],
+            )
+        };
+        assert_eq!(state("VI_1", "stop"), Some(1.0));
+        assert_eq!(state("VI_1", "master"), Some(0.0));
+        assert_eq!(state("a \"b\"\\", "init"), None);
+        assert_eq!(
+            sample_value(&text, "memha_vrrp_priority", &[("instance", "VI_1")]),
+            Some(150.0)
+        );
+        assert_eq!(
+            sample_value(
+                &text,
+                "memha_vrrp_dropped_total",
+                &[("instance", "VI_1"), ("reason", "ttl")]
+            ),
+            Some(1.0)
+        );
+        assert!(
+            text.contains("memha_vrrp_link_up{instance=\"a \\\"b\\\"\\\\\"} 0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn replication_metrics() {
         let mut s = snapshot();
         s.replication = Some(repl_stats());
         let text = render(&s);
         let n = validate(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         // Scalars, build info, classes, enabled + REPLICATION; per peer: up, 3 states, 9
-        // figures (last seen only for the peer ever connected); 2 subscribers × 2.
+        // figures (last seen only for the peer ever connected); 2 subscribers × 2;
+        // memha_vrrp_enabled.
         let per_peer = 2 * (1 + PEER_STATES.len() + PER_PEER.len()) - 1;
         assert_eq!(
             n,
-            SCALARS.len() + 1 + 9 * 2 + 1 + REPLICATION.len() + per_peer + 2 * 2
+            SCALARS.len() + 1 + 9 * 2 + 1 + REPLICATION.len() + per_peer + 2 * 2 + 1
         );
         let v = |name: &str, labels: &[(&str, &str)]| sample_value(&text, name, labels);
         assert_eq!(v("memha_replication_enabled", &[]), Some(1.0));
@@ -797,9 +1232,9 @@ pub(crate) mod tests {
     fn exposition_is_well_formed() {
         let text = render(&snapshot());
         let n = validate(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        // Every scalar, the build info, 9 per-class families × 2 classes and
-        // memha_replication_enabled.
-        assert_eq!(n, SCALARS.len() + 1 + 9 * 2 + 1);
+        // Every scalar, the build info, 9 per-class families × 2 classes,
+        // memha_replication_enabled and memha_vrrp_enabled.
+        assert_eq!(n, SCALARS.len() + 1 + 9 * 2 + 1 + 1);
         for sc in SCALARS {
             assert!(text.contains(&format!("# TYPE {} ", sc.metric)));
         }
@@ -842,7 +1277,7 @@ pub(crate) mod tests {
         let mut s = snapshot();
         s.classes.clear();
         let text = render(&s);
-        assert_eq!(validate(&text), Ok(SCALARS.len() + 1 + 1));
+        assert_eq!(validate(&text), Ok(SCALARS.len() + 1 + 1 + 1));
         assert!(text.contains("# TYPE memha_class_items gauge"));
     }
 

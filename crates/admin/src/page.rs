@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use memha_repl::node::ReplStats;
+use memha_server::vrrp_view::VrrpView;
 
 use crate::snapshot::{self, Snapshot};
 
@@ -81,7 +82,9 @@ td:first-child,th:first-child{{text-align:left}} th{{border-bottom:1px solid #99
     if let Some(r) = &s.replication {
         replication(&mut h, r);
     }
-    // The VRRP section goes here (state and priority).
+    if let Some(v) = &s.vrrp {
+        vrrp(&mut h, v);
+    }
     h.push_str("<h2>Size classes</h2>\n");
     if s.classes.is_empty() {
         h.push_str("<p class=\"small\">No items.</p>\n");
@@ -181,6 +184,55 @@ fn replication(h: &mut String, r: &ReplStats) {
     );
 }
 
+/// The "VRRP" section: one row per instance, as the supervisor last reported it.
+fn vrrp(h: &mut String, view: &VrrpView) {
+    h.push_str("<h2>VRRP</h2>\n");
+    if view.instances.is_empty() {
+        h.push_str("<p class=\"small\">No report from the VRRP speaker yet.</p>\n");
+        return;
+    }
+    h.push_str(
+        "<table>\n<tr><th>instance</th><th>interface</th><th>vrid</th><th>state</th>\
+         <th>priority</th><th>effective</th><th>master</th><th>virtual addresses</th>\
+         <th>held</th><th>transitions</th><th>adverts sent</th><th>adverts received</th>\
+         <th>dropped</th></tr>\n",
+    );
+    for inst in &view.instances {
+        let text = |k: &str| inst.get(k).map_or_else(|| "–".to_string(), esc);
+        let num = |k: &str| {
+            snapshot::vrrp_num(inst, k).map_or_else(|| "–".to_string(), |n| n.to_string())
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&inst.name),
+            text("interface"),
+            num("vrid"),
+            esc(&snapshot::vrrp_state_line(inst)),
+            num("priority"),
+            num("effective_priority"),
+            text("master"),
+            inst.get("vips")
+                .map_or_else(|| "–".to_string(), |v| esc(&v.replace(',', ", "))),
+            match snapshot::vrrp_num(inst, "holding_vips") {
+                Some(0) => "no",
+                Some(_) => "yes",
+                None => "–",
+            },
+            num("transitions"),
+            num("adverts_sent"),
+            num("adverts_received"),
+            num("dropped_total"),
+        );
+    }
+    h.push_str(
+        "</table>\n<p class=\"small\">effective: the priority advertised now (0 while the \
+         link is down or a health check fails); held: the virtual addresses are on this node; \
+         dropped: received VRRP packets refused (by reason in /metrics).</p>\n",
+    );
+}
+
 /// Escape text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -248,7 +300,7 @@ mod tests {
         assert!(!single.contains("Replication"));
         let mut s = snapshot();
         s.replication = Some(repl_stats());
-        s.role = Snapshot::role_for(s.replication.as_ref());
+        s.role = Snapshot::role_for(s.replication.as_ref(), None);
         s.ready = false;
         let h = render(&s);
         assert!(
@@ -270,5 +322,52 @@ mod tests {
         assert!(h.contains("connect: refused"));
         s.replication.as_mut().unwrap().peers.clear();
         assert!(render(&s).contains("No peers configured."));
+    }
+
+    #[test]
+    fn vrrp_section() {
+        use crate::metrics::tests::{repl_stats, snapshot, vrrp_view};
+        assert!(!render(&snapshot()).contains("VRRP"));
+        let mut s = snapshot();
+        s.replication = Some(repl_stats());
+        s.vrrp = Some(vrrp_view());
+        s.vrrp.as_mut().unwrap().instances[1].name = "<VI_2>".into();
+        s.role = Snapshot::role_for(s.replication.as_ref(), s.vrrp.as_ref());
+        let h = render(&s);
+        assert!(
+            h.contains(
+                "<td>role</td><td>master of VI_1, init of &lt;VI_2&gt; (VRRP), \
+                 replicating with 2 peers</td>"
+            ),
+            "{h}"
+        );
+        assert!(h.contains("<h2>VRRP</h2>"), "{h}");
+        // instance, interface, vrid, state, priority, effective, master, VIPs, held,
+        // transitions, adverts sent, received, dropped
+        assert!(
+            h.contains(
+                "<tr><td>VI_1</td><td>eth0</td><td>51</td><td>master</td><td>150</td>\
+                 <td>150</td><td>10.0.0.1</td><td>10.0.0.100, 10.0.0.101</td><td>yes</td>\
+                 <td>2</td><td>1200</td><td>7</td><td>14</td></tr>"
+            ),
+            "{h}"
+        );
+        assert!(
+            h.contains(
+                "<tr><td>&lt;VI_2&gt;</td><td>eth1</td><td>52</td><td>init (link down)</td>\
+                 <td>–</td><td>0</td><td>none</td><td>192.168.1.10</td><td>no</td>\
+                 <td>0</td><td>0</td><td>0</td><td>0</td></tr>"
+            ),
+            "{h}"
+        );
+        // VRRP comes after replication, before the size classes.
+        let (repl, vrrp, classes) = (
+            h.find("<h2>Replication</h2>").unwrap(),
+            h.find("<h2>VRRP</h2>").unwrap(),
+            h.find("<h2>Size classes</h2>").unwrap(),
+        );
+        assert!(repl < vrrp && vrrp < classes);
+        s.vrrp = Some(Default::default());
+        assert!(render(&s).contains("No report from the VRRP speaker yet."));
     }
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use memha_repl::node::{PeerStats, ReplStats};
 use memha_server::shared::{unix_now, Stop};
 use memha_server::stats::Counters;
+use memha_server::vrrp_view::{VrrpInstanceView, VrrpView};
 use memha_server::Shared;
 use memha_store::{ClassStats, StoreStats};
 
@@ -22,8 +23,8 @@ pub struct Snapshot {
     pub now: u64,
     pub started: u64,
     pub uptime: u64,
-    /// What this node is in its cluster: "single node", or "replicating with N peers"
-    /// ([`Snapshot::role_for`]); with VRRP later e.g. "master (VRRP)", "backup".
+    /// What this node is in its cluster: "single node", "replicating with N peers", with
+    /// VRRP e.g. "master of VI_1 (VRRP), replicating with 1 peer" ([`Snapshot::role_for`]).
     pub role: String,
     pub ready: bool,
     pub stopping: bool,
@@ -39,6 +40,9 @@ pub struct Snapshot {
     /// The replication figures ([`Replicator::stats`](memha_repl::node::Replicator::stats)),
     /// `None` when the node does not replicate.
     pub replication: Option<ReplStats>,
+    /// The VRRP instances as the supervisor last reported them
+    /// ([`Shared::vrrp`](memha_server::Shared::vrrp)), `None` when VRRP is not configured.
+    pub vrrp: Option<VrrpView>,
 }
 
 impl Snapshot {
@@ -49,13 +53,14 @@ impl Snapshot {
         let (cpu_user, cpu_system) = memha_server::stats_cmd::rusage();
         let stopping = *shared.stop_signal().borrow() != Stop::Running;
         let replication = shared.repl.as_ref().map(|r| r.stats());
+        let vrrp = shared.vrrp.lock().clone();
         Snapshot {
             version: memha_server::VERSION,
             pid: std::process::id(),
             now,
             started: shared.started_unix,
             uptime: shared.started.elapsed().as_secs(),
-            role: Snapshot::role_for(replication.as_ref()),
+            role: Snapshot::role_for(replication.as_ref(), vrrp.as_ref()),
             ready: shared.ready.load(Relaxed),
             stopping,
             cpu_user,
@@ -67,16 +72,41 @@ impl Snapshot {
             store: shared.store.stats(),
             classes: shared.store.class_stats(now as u32),
             replication,
+            vrrp,
         }
     }
 
-    /// The role line: "single node" without replication, "replicating with N peers" with.
-    pub fn role_for(replication: Option<&ReplStats>) -> String {
-        match replication.map(|r| r.peers.len()) {
-            None => "single node".to_string(),
-            Some(1) => "replicating with 1 peer".to_string(),
-            Some(n) => format!("replicating with {n} peers"),
+    /// The role line. Without VRRP: "single node" without replication, "replicating with N
+    /// peers" with. With VRRP, each instance's state (lowercase, as `State::name` says it)
+    /// comes first: "master of VI_1 (VRRP)", "backup of VI_1, master of VI_2 (VRRP),
+    /// replicating with 1 peer", "fault of VI_1 (VRRP)", "init of VI_1 (VRRP)"; before the
+    /// supervisor's first report, "VRRP starting".
+    pub fn role_for(replication: Option<&ReplStats>, vrrp: Option<&VrrpView>) -> String {
+        let repl = replication.map(|r| match r.peers.len() {
+            1 => "replicating with 1 peer".to_string(),
+            n => format!("replicating with {n} peers"),
+        });
+        let Some(view) = vrrp else {
+            return repl.unwrap_or_else(|| "single node".to_string());
+        };
+        let mut role = if view.instances.is_empty() {
+            "VRRP starting".to_string()
+        } else {
+            let states: Vec<String> = view
+                .instances
+                .iter()
+                .map(|i| {
+                    let state = vrrp_state(i).unwrap_or_else(|| "unknown".to_string());
+                    format!("{state} of {}", i.name)
+                })
+                .collect();
+            format!("{} (VRRP)", states.join(", "))
+        };
+        if let Some(repl) = repl {
+            role.push_str(", ");
+            role.push_str(&repl);
         }
+        role
     }
 
     /// The node's state for people: "stopping", "ready", "syncing" (replicating and not
@@ -104,6 +134,35 @@ impl Snapshot {
     pub fn class_age(&self, c: &ClassStats) -> u64 {
         (self.now as u32).saturating_sub(c.oldest_atime) as u64
     }
+}
+
+/// An instance's VRRP state in lowercase, as the metrics label it: "init", "backup",
+/// "master", "fault" ([`VRRP_STATES`](crate::metrics::VRRP_STATES)); `None` when the report
+/// has none.
+pub fn vrrp_state(inst: &VrrpInstanceView) -> Option<String> {
+    inst.get("state").map(str::to_ascii_lowercase)
+}
+
+/// An instance's state for people: the lowercase state, then a link or health problem if
+/// the report shows one: "master", "backup", "fault (link down, unhealthy)".
+pub fn vrrp_state_line(inst: &VrrpInstanceView) -> String {
+    let mut line = vrrp_state(inst).unwrap_or_else(|| "unknown".to_string());
+    let mut why = Vec::new();
+    if vrrp_num(inst, "link_up") == Some(0) {
+        why.push("link down");
+    }
+    if vrrp_num(inst, "healthy") == Some(0) {
+        why.push("unhealthy");
+    }
+    if !why.is_empty() {
+        line.push_str(&format!(" ({})", why.join(", ")));
+    }
+    line
+}
+
+/// A numeric figure of a VRRP instance's report, `None` when missing or not a number.
+pub fn vrrp_num(inst: &VrrpInstanceView, key: &str) -> Option<u64> {
+    inst.get(key)?.parse().ok()
 }
 
 /// A subscriber of this node's stream, as reported: one per peer node id.
@@ -343,6 +402,57 @@ scalars! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_line() {
+        use crate::metrics::tests::{repl_stats, vrrp_view};
+        let mut r = repl_stats();
+        // Without VRRP, the strings of before.
+        assert_eq!(Snapshot::role_for(None, None), "single node");
+        assert_eq!(
+            Snapshot::role_for(Some(&r), None),
+            "replicating with 2 peers"
+        );
+        let mut view = vrrp_view();
+        assert_eq!(
+            Snapshot::role_for(None, Some(&view)),
+            "master of VI_1, init of VI_2 (VRRP)"
+        );
+        view.instances.truncate(1);
+        r.peers.truncate(1);
+        assert_eq!(
+            Snapshot::role_for(Some(&r), Some(&view)),
+            "master of VI_1 (VRRP), replicating with 1 peer"
+        );
+        for (state, role) in [
+            ("BACKUP", "backup of VI_1 (VRRP)"),
+            ("FAULT", "fault of VI_1 (VRRP)"),
+            ("INIT", "init of VI_1 (VRRP)"),
+        ] {
+            view.instances[0].values[0].1 = state.into();
+            assert_eq!(Snapshot::role_for(None, Some(&view)), role);
+        }
+        view.instances[0].values.remove(0);
+        assert_eq!(
+            Snapshot::role_for(None, Some(&view)),
+            "unknown of VI_1 (VRRP)"
+        );
+        assert_eq!(
+            Snapshot::role_for(Some(&r), Some(&VrrpView::default())),
+            "VRRP starting, replicating with 1 peer"
+        );
+    }
+
+    #[test]
+    fn vrrp_state_line_says_why() {
+        let view = crate::metrics::tests::vrrp_view();
+        assert_eq!(vrrp_state_line(&view.instances[0]), "master");
+        assert_eq!(vrrp_state_line(&view.instances[1]), "init (link down)");
+        let mut sick = view.instances[1].clone();
+        sick.values.retain(|(k, _)| k != "state" && k != "healthy");
+        sick.values.push(("healthy".into(), "0".into()));
+        assert_eq!(vrrp_state_line(&sick), "unknown (link down, unhealthy)");
+    }
 
     #[test]
     fn stat_names_are_unique_and_shared_metrics_are_adjacent() {

@@ -7,7 +7,7 @@
 //!   "stats": { "uptime": 5, "curr_items": 3, "get_hits": 10, … },  // stats names
 //!   "classes": [ { "class": 1, "chunk_size": 96, "items": 2, "bytes": 160, … } ],
 //!   "replication": null,                    // null when the node does not replicate
-//!   "vrrp": null }                          // filled in when VRRP exists
+//!   "vrrp": null }                          // null when VRRP is not configured
 //! ```
 //!
 //! With replication, `replication` holds the figures `/metrics` exports under
@@ -31,12 +31,27 @@
 //!                      "lag_writes": 0 } ] }
 //! ```
 //!
+//! With VRRP, `vrrp` is an array with one object per instance: its `name`, then every
+//! figure of the supervisor's report (as `stats vrrp` prints it) under the report's key,
+//! numbers as JSON numbers; `state` as `State::name` says it, `master` an address or
+//! `"none"`, `vips` comma-separated. `[]` until the supervisor's first report.
+//!
+//! ```json
+//! [ { "name": "VI_1", "state": "MASTER", "interface": "eth0", "vrid": 51, "version": 3,
+//!     "priority": 150, "effective_priority": 150, "advert_int_ms": 1000,
+//!     "primary_ip": "10.0.0.1", "master": "10.0.0.1", "vips": "10.0.0.100,10.0.0.101",
+//!     "holding_vips": 1, "healthy": 1, "link_up": 1, "transitions": 2, "became_master": 1,
+//!     "adverts_sent": 1200, "adverts_received": 7, …, "dropped_total": 0,
+//!     "dropped_checksum": 0, … } ]
+//! ```
+//!
 //! Keys are only ever added; `stats` holds every figure of [`SCALARS`] under its memcached
 //! `stats` name.
 
 use serde_json::{json, Map, Value};
 
 use memha_repl::node::ReplStats;
+use memha_server::vrrp_view::VrrpView;
 
 use crate::snapshot::{self, Num, Snapshot, SCALARS};
 
@@ -82,7 +97,7 @@ pub fn render(s: &Snapshot) -> String {
         "stats": Value::Object(stats),
         "classes": classes,
         "replication": s.replication.as_ref().map_or(Value::Null, replication),
-        "vrrp": Value::Null,
+        "vrrp": s.vrrp.as_ref().map_or(Value::Null, vrrp),
     });
     let mut text = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".into());
     text.push('\n');
@@ -146,4 +161,92 @@ pub fn replication(r: &ReplStats) -> Value {
         "peers": peers,
         "subscribers": subscribers,
     })
+}
+
+/// Report keys whose values are text even when they look like a number (an interface may be
+/// called `1`).
+const VRRP_TEXT_KEYS: [&str; 5] = ["state", "interface", "primary_ip", "master", "vips"];
+
+/// The `vrrp` array.
+pub fn vrrp(view: &VrrpView) -> Value {
+    let instances = view
+        .instances
+        .iter()
+        .map(|inst| {
+            let mut o = Map::new();
+            o.insert("name".to_string(), json!(inst.name));
+            for (k, v) in &inst.values {
+                if o.contains_key(k) {
+                    continue; // the first wins, as in `VrrpInstanceView::get`
+                }
+                let value = match v.parse::<u64>() {
+                    Ok(n) if !VRRP_TEXT_KEYS.contains(&k.as_str()) => json!(n),
+                    _ => json!(v),
+                };
+                o.insert(k.clone(), value);
+            }
+            Value::Object(o)
+        })
+        .collect();
+    Value::Array(instances)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::tests::{snapshot, vrrp_view, DROP_REASONS};
+
+    #[test]
+    fn vrrp_array() {
+        let single: Value = serde_json::from_str(&render(&snapshot())).unwrap();
+        assert!(single["vrrp"].is_null());
+        assert!(single.get("vrrp").is_some());
+
+        let mut s = snapshot();
+        s.vrrp = Some(vrrp_view());
+        s.role = Snapshot::role_for(None, s.vrrp.as_ref());
+        let doc: Value = serde_json::from_str(&render(&s)).unwrap();
+        assert_eq!(doc["role"], "master of VI_1, init of VI_2 (VRRP)");
+        let a = doc["vrrp"].as_array().unwrap();
+        assert_eq!(a.len(), 2);
+        let vi_1 = &a[0];
+        // name + every key of the report, in the report's order.
+        assert_eq!(vi_1.as_object().unwrap().len(), 1 + 28 + DROP_REASONS.len());
+        assert_eq!(
+            vi_1,
+            &serde_json::from_str::<Value>(
+                r#"{
+                "name": "VI_1", "state": "MASTER", "interface": "eth0", "vrid": 51,
+                "version": 3, "priority": 150, "effective_priority": 150,
+                "advert_int_ms": 1000, "primary_ip": "10.0.0.1", "master": "10.0.0.1",
+                "vips": "10.0.0.100,10.0.0.101", "holding_vips": 1, "healthy": 1,
+                "link_up": 1, "transitions": 2, "became_master": 1, "adverts_sent": 1200,
+                "adverts_received": 7, "priority0_sent": 0, "priority0_received": 1,
+                "garps_sent": 10, "vip_adds": 2, "vip_removes": 0, "send_errors": 3,
+                "netlink_errors": 0, "unknown_peer": 0, "hooks_started": 4,
+                "hooks_failed": 1, "dropped_total": 14,
+                "dropped_too_short": 0, "dropped_ip_header": 1, "dropped_not_vrrp": 0,
+                "dropped_ttl": 1, "dropped_version": 0, "dropped_type": 1,
+                "dropped_no_addresses": 0, "dropped_length": 1, "dropped_checksum": 5,
+                "dropped_vrid": 1, "dropped_auth_type": 0, "dropped_auth_password": 1,
+                "dropped_interval": 0, "dropped_address_list": 1
+                }"#
+            )
+            .unwrap()
+        );
+        let vi_2 = &a[1];
+        assert_eq!(vi_2["state"], "INIT");
+        assert_eq!(vi_2["master"], "none");
+        assert_eq!(vi_2["priority"], "x"); // not a number: kept as sent
+        assert!(vi_2.get("garps_sent").is_none());
+
+        // Text keys stay text even when they look like numbers; the first of a repeated
+        // key wins.
+        let mut view = vrrp_view();
+        view.instances[0].values[1].1 = "7".into();
+        view.instances[0].values.push(("vrid".into(), "9".into()));
+        assert_eq!(vrrp(&view)[0]["interface"], "7");
+        assert_eq!(vrrp(&view)[0]["vrid"], 51);
+        assert_eq!(vrrp(&VrrpView::default()), json!([]));
+    }
 }

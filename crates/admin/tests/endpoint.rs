@@ -199,6 +199,10 @@ fn metrics_follow_memcached_traffic() {
         "memha_build_info{{version=\"{}\"}} 1\n",
         memha_server::VERSION
     )));
+    // No VRRP configured: only memha_vrrp_enabled.
+    let vrrp: Vec<&str> = text.lines().filter(|l| l.contains("memha_vrrp_")).collect();
+    assert_eq!(vrrp.len(), 3, "{vrrp:#?}");
+    assert!(vrrp.contains(&"memha_vrrp_enabled 0"));
 
     // The same figures as JSON.
     let a = get(node.admin, "/status.json");
@@ -214,6 +218,7 @@ fn metrics_follow_memcached_traffic() {
     assert_eq!(doc["classes"][0]["class"], 1);
     assert_eq!(doc["classes"][0]["items"], 1);
     assert!(doc["replication"].is_null());
+    assert!(doc["vrrp"].is_null());
 
     // `memha status`'s table.
     let table = memha_admin::status_table(&node.admin.to_string()).unwrap();
@@ -223,8 +228,133 @@ fn metrics_follow_memcached_traffic() {
         "{table}"
     );
     assert!(table.contains("class  chunk  items"), "{table}");
+    assert!(table.contains("vrrp         off\n"), "{table}");
     let table2 = memha_admin::status_table(&format!("http://{}/", node.admin)).unwrap();
     assert!(table2.contains("single node"));
+}
+
+/// The supervisor's report for one instance, in the pipe's line format.
+const VRRP_REPORT: &str = "instance VI_1
+state BACKUP
+interface eth0
+vrid 51
+version 3
+priority 100
+effective_priority 100
+advert_int_ms 1000
+primary_ip 10.0.0.2
+master 10.0.0.1
+vips 10.0.0.100
+holding_vips 0
+healthy 1
+link_up 1
+transitions 1
+became_master 0
+adverts_sent 0
+adverts_received 42
+priority0_sent 0
+priority0_received 0
+garps_sent 0
+vip_adds 0
+vip_removes 0
+send_errors 0
+netlink_errors 0
+unknown_peer 0
+hooks_started 1
+hooks_failed 0
+dropped_total 3
+dropped_too_short 0
+dropped_ip_header 0
+dropped_not_vrrp 0
+dropped_ttl 0
+dropped_version 0
+dropped_type 0
+dropped_no_addresses 0
+dropped_length 0
+dropped_checksum 0
+dropped_vrid 0
+dropped_auth_type 0
+dropped_auth_password 3
+dropped_interval 0
+dropped_address_list 0";
+
+#[test]
+fn vrrp_state_from_the_supervisor() {
+    let node = start(None);
+    let view = memha_server::vrrp_view::VrrpView::decode(VRRP_REPORT.lines());
+    *node.shared.vrrp.lock() = Some(view);
+
+    let a = get(node.admin, "/metrics");
+    assert_eq!(a.status, 200);
+    let text = a.body;
+    validate(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    for line in [
+        "memha_vrrp_enabled 1",
+        "memha_vrrp_state{instance=\"VI_1\",state=\"init\"} 0",
+        "memha_vrrp_state{instance=\"VI_1\",state=\"backup\"} 1",
+        "memha_vrrp_state{instance=\"VI_1\",state=\"master\"} 0",
+        "memha_vrrp_state{instance=\"VI_1\",state=\"fault\"} 0",
+        "memha_vrrp_master_info{instance=\"VI_1\",master=\"10.0.0.1\"} 1",
+        "memha_vrrp_priority{instance=\"VI_1\"} 100",
+        "memha_vrrp_holding_vips{instance=\"VI_1\"} 0",
+        "memha_vrrp_adverts_received_total{instance=\"VI_1\"} 42",
+        "memha_vrrp_dropped_total{instance=\"VI_1\",reason=\"auth_password\"} 3",
+    ] {
+        assert!(text.contains(&format!("\n{line}\n")), "{line}\n{text}");
+    }
+    let drops = text
+        .lines()
+        .filter(|l| l.starts_with("memha_vrrp_dropped_total{"))
+        .count();
+    assert_eq!(drops, 14);
+    assert_eq!(
+        sample_value(
+            &text,
+            "memha_vrrp_transitions_total",
+            &[("instance", "VI_1")]
+        ),
+        Some(1.0)
+    );
+
+    let doc: serde_json::Value =
+        serde_json::from_str(&get(node.admin, "/status.json").body).unwrap();
+    assert_eq!(doc["role"], "backup of VI_1 (VRRP)");
+    assert_eq!(doc["vrrp"][0]["name"], "VI_1");
+    assert_eq!(doc["vrrp"][0]["state"], "BACKUP");
+    assert_eq!(doc["vrrp"][0]["vrid"], 51);
+    assert_eq!(doc["vrrp"][0]["vips"], "10.0.0.100");
+    assert_eq!(doc["vrrp"][0]["dropped_auth_password"], 3);
+
+    let table = memha_admin::status_table(&node.admin.to_string()).unwrap();
+    assert!(
+        table.contains("role         backup of VI_1 (VRRP)\n"),
+        "{table}"
+    );
+    assert!(table.contains("vrrp         1 instance\n"), "{table}");
+    assert!(
+        table.contains(
+            "instance  state   priority  master    vips        held  transitions  adverts sent/recv  dropped\n\
+             VI_1      backup   100/100  10.0.0.1  10.0.0.100  no              1               0/42        3\n"
+        ),
+        "{table}"
+    );
+
+    let page = get(node.admin, "/").body;
+    assert!(
+        page.contains("<td>role</td><td>backup of VI_1 (VRRP)</td>"),
+        "{page}"
+    );
+    assert!(page.contains("<h2>VRRP</h2>"), "{page}");
+
+    // `stats vrrp` shows the same report.
+    let stats = memcached(node.mc, "stats vrrp\r\n", "END");
+    assert!(stats.contains("STAT VI_1:state BACKUP\r\n"), "{stats}");
+
+    // VRRP no longer configured: back to memha_vrrp_enabled 0 alone.
+    *node.shared.vrrp.lock() = None;
+    let text = get(node.admin, "/metrics").body;
+    assert_eq!(sample_value(&text, "memha_vrrp_enabled", &[]), Some(0.0));
+    assert!(!text.contains("memha_vrrp_state"), "{text}");
 }
 
 #[test]

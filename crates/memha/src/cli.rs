@@ -32,7 +32,7 @@ use std::path::PathBuf;
 
 use memha_server::config::{BindingProtocol, Config};
 
-use crate::config_file::{self, AckMode, LogLevel, VrrpInstance};
+use crate::config_file::{self, AckMode, LogLevel, VrrpInstance, VrrpScript};
 
 /// What the command line asks for.
 #[derive(Clone, Debug)]
@@ -84,8 +84,11 @@ pub struct RunOptions {
     pub repl_node_id: Option<u16>,
     /// `[logging] level`; `None` = from the verbosity (see [`RunOptions::log_level`]).
     pub log_level: Option<LogLevel>,
-    /// `[[vrrp_instance]]` sections, validated. VRRP is not implemented yet.
+    /// `[[vrrp_instance]]` sections, validated: with any, memha runs its supervisor and the
+    /// VRRP speaker (`supervisor.rs`).
     pub vrrp_instances: Vec<VrrpInstance>,
+    /// `[[vrrp_script]]` sections (each instance holds copies of those it tracks).
+    pub vrrp_scripts: Vec<VrrpScript>,
     /// `[admin] listen`: the HTTP admin endpoint (`/metrics`, `/health`, `/ready`, status
     /// page); `None` = off.
     pub admin_listen: Option<SocketAddr>,
@@ -113,6 +116,7 @@ impl Default for RunOptions {
             repl_node_id: None,
             log_level: None,
             vrrp_instances: Vec::new(),
+            vrrp_scripts: Vec::new(),
             admin_listen: None,
             config_file: None,
             ignored_flags: Vec::new(),

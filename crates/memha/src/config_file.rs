@@ -20,10 +20,6 @@
 //! syntax, type, unknown key, or a rule such as "priority 0" — points at a line and column:
 //! `FILE:LINE:COL: <key>: <reason>`.
 //!
-//! **Replication and VRRP** are not implemented yet. Their sections are read and fully checked
-//! (so `check-config` is useful today), and the binary refuses to start with them (see
-//! `main.rs`) rather than silently running without them.
-//!
 //! **print-config** ([`to_toml`]) writes every key, with defaults filled in; keys that have no
 //! value (an unset path, say) are written as comments, since TOML has no null. The VRRP
 //! password is written as `"<redacted>"`; reading that back is an error that says so, rather
@@ -171,11 +167,29 @@ pub struct VrrpInstance {
     pub unicast_src_ip: Option<IpAddr>,
     pub unicast_peer: Vec<IpAddr>,
     pub track_interface: Vec<String>,
+    /// keepalived's `track_script`: the `[[vrrp_script]]`s named, resolved.
+    pub track_script: Vec<VrrpScript>,
     pub notify_master: Option<String>,
     pub notify_backup: Option<String>,
     pub notify_fault: Option<String>,
     pub notify_stop: Option<String>,
     pub notify: Option<String>,
+}
+
+/// One `[[vrrp_script]]`: keepalived's `vrrp_script`, a check the operator adds to the
+/// cache's own health. Failing `fall` times in a row puts the instances that track it in
+/// FAULT; succeeding `rise` times brings them back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VrrpScript {
+    pub name: String,
+    /// Run with `/bin/sh -c`.
+    pub script: String,
+    /// Seconds between runs (keepalived's default 1).
+    pub interval: f64,
+    /// Seconds before a run counts as failed (default: the interval).
+    pub timeout: f64,
+    pub fall: u32,
+    pub rise: u32,
 }
 
 /// A config file error. `Display` is `FILE:LINE:COL: message` (`FILE: message` when the file
@@ -262,6 +276,8 @@ struct RawFile {
     logging: RawLogging,
     replication: Option<RawReplication>,
     #[serde(default)]
+    vrrp_script: Vec<S<RawScript>>,
+    #[serde(default)]
     vrrp_instance: Vec<S<RawVrrp>>,
     admin: Option<S<RawAdmin>>,
 }
@@ -329,11 +345,24 @@ struct RawVrrp {
     unicast_src_ip: Option<S<String>>,
     unicast_peer: Option<Vec<S<String>>>,
     track_interface: Option<Vec<S<String>>>,
+    track_script: Option<Vec<S<String>>>,
     notify_master: Option<S<String>>,
     notify_backup: Option<S<String>>,
     notify_fault: Option<S<String>>,
     notify_stop: Option<S<String>>,
     notify: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScript {
+    name: Option<S<String>>,
+    script: Option<S<String>>,
+    interval: Option<S<f64>>,
+    timeout: Option<S<f64>>,
+    fall: Option<S<i64>>,
+    rise: Option<S<i64>>,
+    weight: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -518,8 +547,12 @@ impl Reader<'_> {
         if let Some(repl) = raw.replication {
             self.replication(repl, &mut base.run)?;
         }
+        for (i, script) in raw.vrrp_script.iter().enumerate() {
+            let checked = self.vrrp_script(script, &base.run.vrrp_scripts, i)?;
+            base.run.vrrp_scripts.push(checked);
+        }
         for (i, inst) in raw.vrrp_instance.iter().enumerate() {
-            let checked = self.vrrp(inst, &base.run.vrrp_instances, i)?;
+            let checked = self.vrrp(inst, &base.run.vrrp_instances, &base.run.vrrp_scripts, i)?;
             base.run.vrrp_instances.push(checked);
         }
         if let Some(admin) = raw.admin {
@@ -747,10 +780,87 @@ impl Reader<'_> {
         }
     }
 
+    fn vrrp_script(
+        &self,
+        raw: &S<RawScript>,
+        earlier: &[VrrpScript],
+        index: usize,
+    ) -> Result<VrrpScript, ConfigError> {
+        let r = raw.get_ref();
+        let prefix = format!("vrrp_script[{index}]");
+        let required = |key: &str| {
+            self.at(
+                raw.span(),
+                &prefix,
+                format!("the {key} key is required (as in keepalived)"),
+            )
+        };
+        let name_v = r.name.as_ref().ok_or_else(|| required("name"))?;
+        let name = self.nonempty(name_v, &format!("{prefix}.name"))?;
+        if earlier.iter().any(|e| e.name == name) {
+            return Err(self.at(
+                name_v.span(),
+                &format!("{prefix}.name"),
+                format!("another vrrp_script is already named {name:?}"),
+            ));
+        }
+        let prefix = format!("vrrp_script {name:?}");
+        let key = |k: &str| format!("{prefix}.{k}");
+        let script_v = r.script.as_ref().ok_or_else(|| required("script"))?;
+        let script = self.nonempty(script_v, &key("script"))?;
+        let seconds = |v: &Option<S<f64>>, k: &str, default: f64| -> Result<f64, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(v) => {
+                    let x = *v.get_ref();
+                    if x.is_finite() && (0.01..=3600.0).contains(&x) {
+                        Ok(x)
+                    } else {
+                        Err(self.at(v.span(), &key(k), "seconds, from 0.01 to 3600"))
+                    }
+                }
+            }
+        };
+        let interval = seconds(&r.interval, "interval", 1.0)?;
+        let timeout = seconds(&r.timeout, "timeout", interval)?;
+        let count = |v: &Option<S<i64>>, k: &str| -> Result<u32, ConfigError> {
+            match v {
+                None => Ok(1),
+                Some(v) => self.int(v, &key(k), |t| {
+                    t.parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=1000).contains(n))
+                        .ok_or_else(|| "a count from 1 to 1000".to_string())
+                }),
+            }
+        };
+        let fall = count(&r.fall, "fall")?;
+        let rise = count(&r.rise, "rise")?;
+        if let Some(w) = &r.weight {
+            if *w.get_ref() != 0 {
+                return Err(self.at(
+                    w.span(),
+                    &key("weight"),
+                    "only weight = 0 is supported: a failing script puts the instance in FAULT \
+                     (priority 0), which moves the address at once; remove the key",
+                ));
+            }
+        }
+        Ok(VrrpScript {
+            name,
+            script,
+            interval,
+            timeout,
+            fall,
+            rise,
+        })
+    }
+
     fn vrrp(
         &self,
         inst: &S<RawVrrp>,
         earlier: &[VrrpInstance],
+        scripts: &[VrrpScript],
         index: usize,
     ) -> Result<VrrpInstance, ConfigError> {
         let r = inst.get_ref();
@@ -948,6 +1058,24 @@ impl Reader<'_> {
             )?);
         }
 
+        let mut track_script: Vec<VrrpScript> = Vec::new();
+        for v in r.track_script.iter().flatten() {
+            let found = scripts
+                .iter()
+                .find(|s| &s.name == v.get_ref())
+                .ok_or_else(|| {
+                    self.at(
+                        v.span(),
+                        &key("track_script"),
+                        format!("no [[vrrp_script]] is named {:?}", v.get_ref()),
+                    )
+                })?;
+            if track_script.iter().any(|s| s.name == found.name) {
+                return Err(self.at(v.span(), &key("track_script"), "listed twice"));
+            }
+            track_script.push(found.clone());
+        }
+
         let script = |v: &Option<S<String>>, k: &str| -> Result<Option<String>, ConfigError> {
             v.as_ref().map(|v| self.nonempty(v, &key(k))).transpose()
         };
@@ -982,6 +1110,7 @@ impl Reader<'_> {
             unicast_src_ip,
             unicast_peer,
             track_interface,
+            track_script,
             notify_master: script(&r.notify_master, "notify_master")?,
             notify_backup: script(&r.notify_backup, "notify_backup")?,
             notify_fault: script(&r.notify_fault, "notify_fault")?,
@@ -1258,7 +1387,7 @@ pub fn to_toml(opts: &RunOptions, secrets: Secrets) -> String {
     w.kv("level", quote(opts.log_level().name()), "");
 
     w.line("");
-    w.line("[replication]                           # not available in this build yet");
+    w.line("[replication]");
     match opts.repl_port {
         Some(p) => w.kv("port", p.to_string(), "-X"),
         None => w.unset(
@@ -1282,9 +1411,19 @@ pub fn to_toml(opts: &RunOptions, secrets: Secrets) -> String {
         "chosen at startup when not set",
     );
 
+    for sc in &opts.vrrp_scripts {
+        w.line("");
+        w.line("[[vrrp_script]]");
+        w.kv("name", quote(&sc.name), "");
+        w.kv("script", quote(&sc.script), "");
+        w.kv("interval", sc.interval.to_string(), "");
+        w.kv("timeout", sc.timeout.to_string(), "");
+        w.kv("fall", sc.fall.to_string(), "");
+        w.kv("rise", sc.rise.to_string(), "");
+    }
     for v in &opts.vrrp_instances {
         w.line("");
-        w.line("[[vrrp_instance]]                       # not available in this build yet");
+        w.line("[[vrrp_instance]]");
         w.kv("name", quote(&v.name), "");
         w.kv("interface", quote(&v.interface), "");
         w.kv("state", quote(v.state.name()), "");
@@ -1327,6 +1466,11 @@ pub fn to_toml(opts: &RunOptions, secrets: Secrets) -> String {
         w.kv(
             "track_interface",
             list(&v.track_interface, |s| quote(s)),
+            "",
+        );
+        w.kv(
+            "track_script",
+            list(&v.track_script, |s| quote(&s.name)),
             "",
         );
         for (key, script) in [

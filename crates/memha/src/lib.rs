@@ -4,3 +4,4 @@
 pub mod cli;
 pub mod config_file;
 pub mod import_keepalived;
+pub mod vrrp_config;

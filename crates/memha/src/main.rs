@@ -8,6 +8,8 @@
 
 mod reload;
 mod sd_notify;
+mod supervised;
+mod supervisor;
 
 use std::process::ExitCode;
 
@@ -74,22 +76,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(opts: RunOptions) -> Result<(), String> {
+fn run(mut opts: RunOptions) -> Result<(), String> {
     reload::init_logging(opts.log_level());
-    // Parts of the configuration this build cannot do yet: refuse to start rather than run
-    // without them (check-config accepts them).
+    // With VRRP, this process becomes the supervisor and the cache runs in a child started
+    // from this same binary (see supervisor.rs); the child finds its socket in the
+    // environment and serves without VRRP, daemonizing or a pid file of its own.
+    let supervised = supervised::take();
+    if supervised.is_some() {
+        opts.daemonize = false;
+        opts.pid_file = None;
+    } else if !opts.vrrp_instances.is_empty() {
+        return run_supervisor(&opts);
+    }
     let from_file = opts
         .config_file
         .as_ref()
         .map(|f| format!(" (from {})", f.display()))
         .unwrap_or_default();
-    if !opts.vrrp_instances.is_empty() {
-        return Err(format!(
-            "VRRP is not available in this build yet: remove the [[vrrp_instance]] sections{from_file} \
-             to run without a virtual IP (memha check-config accepts them)"
-        ));
-    }
-    if let Some(f) = &opts.config_file {
+    if let Some(f) = opts.config_file.as_ref().filter(|_| supervised.is_none()) {
         tracing::info!("configuration read from {}", f.display());
     }
     if opts.max_core {
@@ -152,10 +156,41 @@ fn run(opts: RunOptions) -> Result<(), String> {
         std::env::args().skip(1).collect(),
         opts.clone(),
     ));
-    bound.add_service(sd_notify::serve);
+    match supervised {
+        Some(stream) => bound.add_service(move |shared| supervised::serve(stream, shared)),
+        None => bound.add_service(sd_notify::serve),
+    }
     drop_privileges(opts.user.as_deref())?;
     let result = bound.run();
     sd_notify::stopping();
+    if let Some(path) = &opts.pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// The supervisor's life: detach and write the pid file as the single-process server would,
+/// then speak VRRP around the data process until stopped.
+fn run_supervisor(opts: &RunOptions) -> Result<(), String> {
+    if let Some(f) = &opts.config_file {
+        tracing::info!("configuration read from {}", f.display());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        tracing::warn!(
+            "VRRP needs root (or CAP_NET_RAW and CAP_NET_ADMIN) for its raw sockets and the \
+             virtual addresses; starting anyway in case the capabilities are granted"
+        );
+    }
+    let prepared = supervisor::prepare(opts)?;
+    if opts.daemonize {
+        daemonize(opts.server.verbosity > 0 || opts.log_level() > LogLevel::Warn)?;
+    }
+    if let Some(path) = &opts.pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("cannot write the pid file {}: {e}", path.display()))?;
+    }
+    let result = supervisor::run(prepared);
     if let Some(path) = &opts.pid_file {
         let _ = std::fs::remove_file(path);
     }
@@ -239,7 +274,9 @@ fn replication_config(
     let listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("cannot listen for replication on {addr}: {e}"))?;
-    let node_id = opts.repl_node_id.unwrap_or_else(|| derived_node_id(port));
+    let node_id = opts
+        .repl_node_id
+        .unwrap_or_else(|| derived_node_id(port, &peers));
     Ok(Some((
         ReplConfig {
             node_id,
@@ -254,17 +291,27 @@ fn replication_config(
     )))
 }
 
-/// A node id from the host name and the replication port: distinct for the nodes of one
-/// cluster in practice (two nodes on one host differ by port), stable across restarts. A
-/// collision is detected when the peers meet and reported; `[replication] node_id` fixes it.
-fn derived_node_id(port: u16) -> u16 {
+/// A node id from the host name, the replication port and the peer list: distinct for the
+/// nodes of one cluster in practice (two nodes on one host differ by port; nodes that share
+/// a host name, as containers or namespaces may, differ by their peers: each lists the
+/// others, not itself), stable across restarts. A collision is detected when the peers meet
+/// and reported; `[replication] node_id` fixes it.
+fn derived_node_id(port: u16, peers: &[String]) -> u16 {
+    let mut peers: Vec<&str> = peers.iter().map(String::as_str).collect();
+    peers.sort_unstable();
     let mut name = [0u8; 256];
     // SAFETY: gethostname writes at most name.len() bytes into the buffer.
     unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) };
     let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
     // FNV-1a: small, stable across builds and platforms.
     let mut h: u32 = 0x811c_9dc5;
-    for &b in name[..len].iter().chain(&port.to_be_bytes()) {
+    let peer_bytes = peers.iter().flat_map(|p| p.bytes().chain([0]));
+    for b in name[..len]
+        .iter()
+        .copied()
+        .chain(port.to_be_bytes())
+        .chain(peer_bytes)
+    {
         h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
     }
     (h % 1024) as u16

@@ -119,6 +119,7 @@ fn seed_instance(state: VrrpState, priority: u8, nopreempt: bool) -> VrrpInstanc
         unicast_src_ip: None,
         unicast_peer: vec![],
         track_interface: vec![],
+        track_script: vec![],
         notify_master: Some("/etc/keepalived/scripts/memcached_master.sh".into()),
         notify_backup: Some("/etc/keepalived/scripts/memcached_backup.sh".into()),
         notify_fault: Some("/etc/keepalived/scripts/memcached_fault.sh".into()),

@@ -21,6 +21,7 @@ pub mod shared;
 pub mod stats;
 pub mod stats_cmd;
 pub mod udp;
+pub mod vrrp_view;
 
 pub use config::Config;
 pub use net::{bind, Bound};

@@ -41,6 +41,9 @@ pub struct Shared {
     /// Whether this node should receive traffic (the admin endpoint's `/ready`). Always true
     /// for a single node; with replication, false until the first sync from its peers.
     pub ready: AtomicBool,
+    /// The VRRP speaker's state, as the supervisor last sent it (`None`: no VRRP, or not
+    /// supervised).
+    pub vrrp: Mutex<Option<crate::vrrp_view::VrrpView>>,
     stop_tx: watch::Sender<Stop>,
 }
 
@@ -82,6 +85,7 @@ impl Shared {
             auth,
             detail: DetailStats::default(),
             ready: AtomicBool::new(ready),
+            vrrp: Mutex::new(None),
             repl,
             stop_tx,
         })

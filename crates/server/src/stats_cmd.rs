@@ -29,6 +29,7 @@ pub fn stats(shared: &Shared, conn: &mut Counters, args: &[u8], out: &mut Vec<u8
         }
         (Some(b"conns"), None, _) => conns(shared, out),
         (Some(b"replication"), None, _) => replication(shared, out),
+        (Some(b"vrrp"), None, _) => vrrp(shared, out),
         (Some(b"reset"), None, _) => {
             shared.stats.reset();
             shared.store.reset_stats();
@@ -269,6 +270,22 @@ fn conns(shared: &Shared, out: &mut Vec<u8>) {
     // Per-connection listing is not kept (it would cost a shared registry on every accept);
     // report the count so scripts reading until END see a well-formed answer.
     push_stat(out, "curr_connections", shared.conns.load(Relaxed));
+    out.extend_from_slice(b"END\r\n");
+}
+
+/// `stats vrrp`: every VRRP instance as the supervisor reported it, `INSTANCE:key value`.
+fn vrrp(shared: &Shared, out: &mut Vec<u8>) {
+    match &*shared.vrrp.lock() {
+        None => push_stat(out, "vrrp", "disabled"),
+        Some(view) => {
+            push_stat(out, "vrrp", "enabled");
+            for inst in &view.instances {
+                for (k, v) in &inst.values {
+                    push_stat(out, &format!("{}:{k}", inst.name), v);
+                }
+            }
+        }
+    }
     out.extend_from_slice(b"END\r\n");
 }
 
