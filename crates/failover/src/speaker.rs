@@ -374,6 +374,88 @@ impl Speaker {
         self.hooks.wait_all(Duration::from_secs(2));
     }
 
+    /// SIGHUP: takes the notify hooks and track scripts of the instances in `specs` (matched
+    /// by name) and returns one line per instance saying what changed and what needs a
+    /// restart (everything else: the protocol settings are not changed under a running
+    /// election).
+    pub fn reload(&mut self, specs: Vec<InstanceSpec>, now: Instant) -> Vec<String> {
+        let mut report = Vec::new();
+        for r in &mut self.routers {
+            let name = r.spec.config.name.clone();
+            let Some(new) = specs.iter().find(|s| s.config.name == name) else {
+                report.push(format!(
+                    "vrrp_instance {name:?} is no longer configured: restart memha to remove it"
+                ));
+                continue;
+            };
+            let mut done = Vec::new();
+            if new.hooks != r.spec.hooks {
+                r.spec.hooks = new.hooks.clone();
+                done.push("notify hooks");
+            }
+            if new.track_scripts != r.spec.track_scripts {
+                r.spec.track_scripts = new.track_scripts.clone();
+                for s in &mut r.scripts {
+                    if let Some((mut child, _)) = s.running.take() {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                }
+                r.scripts = new
+                    .track_scripts
+                    .iter()
+                    .map(|s| ScriptCheck {
+                        spec: s.clone(),
+                        next_run: now,
+                        running: None,
+                        ok: true,
+                        streak: 0,
+                    })
+                    .collect();
+                done.push("track scripts");
+            }
+            let mut wanted = new.config.clone();
+            if wanted.primary_ip.is_unspecified() {
+                wanted.primary_ip = r.spec.config.primary_ip;
+            }
+            let unchanged = wanted == r.spec.config
+                && new.interface == r.spec.interface
+                && new.vip_prefixes == r.spec.vip_prefixes
+                && new.unicast_src_ip == r.spec.unicast_src_ip
+                && new.unicast_peers == r.spec.unicast_peers
+                && new.track_interfaces == r.spec.track_interfaces;
+            let mut line = format!(
+                "vrrp_instance {name:?}: {}",
+                if done.is_empty() {
+                    "hooks and track scripts unchanged".to_string()
+                } else {
+                    format!("reloaded {}", done.join(" and "))
+                }
+            );
+            if !unchanged {
+                line.push_str("; other settings changed and need a restart of memha");
+            }
+            report.push(line);
+        }
+        for s in &specs {
+            if !self.routers.iter().any(|r| r.spec.config.name == s.config.name) {
+                report.push(format!(
+                    "vrrp_instance {:?} is new: restart memha to start it",
+                    s.config.name
+                ));
+            }
+        }
+        // Replaced scripts start as passing: an instance that was in FAULT only because of an
+        // old script leaves it (a failing new script puts it back after `fall` runs).
+        for i in 0..self.routers.len() {
+            let r = &self.routers[i];
+            if r.operational_health() && r.link_up && r.fsm.state() == State::Fault {
+                self.feed(i, Event::HealthChanged { ready: true }, now);
+            }
+        }
+        report
+    }
+
     /// True if some instance is master or still holds its addresses.
     pub fn holds_vips(&self) -> bool {
         self.routers.iter().any(|r| r.holding)

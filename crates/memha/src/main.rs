@@ -175,13 +175,6 @@ fn run_supervisor(opts: &RunOptions) -> Result<(), String> {
     if let Some(f) = &opts.config_file {
         tracing::info!("configuration read from {}", f.display());
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        tracing::warn!(
-            "VRRP needs root (or CAP_NET_RAW and CAP_NET_ADMIN) for its raw sockets and the \
-             virtual addresses; starting anyway in case the capabilities are granted"
-        );
-    }
     let prepared = supervisor::prepare(opts)?;
     if opts.daemonize {
         daemonize(opts.server.verbosity > 0 || opts.log_level() > LogLevel::Warn)?;

@@ -97,9 +97,13 @@ pub fn flatten(opts: &RunOptions) -> BTreeMap<String, String> {
     out
 }
 
-/// The keys whose values differ between two configurations, by name.
+/// The keys whose values differ between two configurations, by name. VRRP sections are left
+/// out: the supervisor process reloads and reports those (`supervisor.rs`).
 pub fn changed_keys(old: &RunOptions, new: &RunOptions) -> Vec<String> {
-    let (a, b) = (flatten(old), flatten(new));
+    let vrrp = |k: &String| !k.starts_with("vrrp_instance") && !k.starts_with("vrrp_script");
+    let (mut a, mut b) = (flatten(old), flatten(new));
+    a.retain(|k, _| vrrp(k));
+    b.retain(|k, _| vrrp(k));
     let mut keys: Vec<String> = a
         .keys()
         .chain(b.keys())

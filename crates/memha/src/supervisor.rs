@@ -154,6 +154,9 @@ impl DataProcess {
                 // If the supervisor dies, the cache stops too: it must not serve behind an
                 // address nobody manages. (systemd restarts the unit.)
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                // The cache needs none of the supervisor's network capabilities (granted as
+                // ambient ones by the systemd unit): it does not inherit them.
+                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
                 Ok(())
             });
         }
@@ -411,12 +414,10 @@ pub fn run(prepared: Prepared) -> Result<(), String> {
         for sig in signals.drain() {
             match sig {
                 libc::SIGHUP => {
-                    tracing::info!(
-                        "SIGHUP: passed to the data process; VRRP settings are read at start only"
-                    );
                     if let Some(d) = &data {
                         d.signal(libc::SIGHUP);
                     }
+                    reload(&mut speaker, now);
                 }
                 _ if stopping.is_none() => {
                     tracing::info!("stopping: resigning the virtual addresses first");
@@ -476,6 +477,28 @@ pub fn run(prepared: Prepared) -> Result<(), String> {
                 return Ok(());
             }
         }
+    }
+}
+
+/// SIGHUP: the data process reloads its own settings; here the notify hooks and track
+/// scripts are taken from the re-read configuration, and the rest is reported.
+fn reload(speaker: &mut Speaker, now: Instant) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match memha::cli::parse_args(&args) {
+        Ok(memha::cli::Cli::Run(opts)) => opts,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::error!("SIGHUP: the configuration no longer reads ({e}); VRRP keeps its settings");
+            return;
+        }
+    };
+    match vrrp_config::instance_specs(&opts) {
+        Ok(specs) => {
+            for line in speaker.reload(specs, now) {
+                tracing::info!("SIGHUP: {line}");
+            }
+        }
+        Err(e) => tracing::error!("SIGHUP: {e}; VRRP keeps its settings"),
     }
 }
 
