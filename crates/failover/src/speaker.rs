@@ -438,7 +438,11 @@ impl Speaker {
             report.push(line);
         }
         for s in &specs {
-            if !self.routers.iter().any(|r| r.spec.config.name == s.config.name) {
+            if !self
+                .routers
+                .iter()
+                .any(|r| r.spec.config.name == s.config.name)
+            {
                 report.push(format!(
                     "vrrp_instance {:?} is new: restart memha to start it",
                     s.config.name

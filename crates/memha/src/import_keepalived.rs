@@ -691,9 +691,10 @@ fn global_reason(kw: &str) -> String {
 fn top_reason(kw: &str) -> String {
     let r = match kw {
         "vrrp_script" => {
-            "not needed: memha's VRRP speaker follows the cache's own health (the cache is \
-             the same process; it resigns at once when the cache is not serving), no script \
-             to poll"
+            "not carried over: memha's VRRP speaker follows the cache's own health (its \
+             supervisor resigns the moment the cache dies or is not ready), so a script that \
+             checks memcached is not needed; an extra check of your own can be written as \
+             [[vrrp_script]] (docs/CONFIG.md)"
         }
         "vrrp_track_process" | "track_process" => {
             "not needed: memha's VRRP speaker follows the cache's own health; there is no \
@@ -732,8 +733,9 @@ fn top_reason(kw: &str) -> String {
 fn instance_reason(kw: &str) -> Option<String> {
     let r = match kw {
         "track_script" => {
-            "not needed: memha's VRRP speaker follows the cache's own health (the cache is \
-             the same process; it resigns at once when the cache is not serving)"
+            "not carried over: memha's VRRP speaker follows the cache's own health (its \
+             supervisor resigns the moment the cache dies or is not ready); add \
+             track_script with a [[vrrp_script]] for an extra check of your own"
         }
         "track_process" => {
             "not needed: memha's VRRP speaker follows the cache's own health; there is no \

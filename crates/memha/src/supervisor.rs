@@ -340,6 +340,10 @@ pub fn run(prepared: Prepared) -> Result<(), String> {
     let mut restart_delay = RESTART_FIRST;
     let mut health_reported = data.as_ref().is_some_and(|d| d.healthy());
     let mut notified_ready = false;
+    if health_reported {
+        notified_ready = true;
+        let _ = sd_notify::notify(&[("READY", "1"), ("STATUS", "serving; VRRP running")]);
+    }
     let mut last_status: Option<(Status, Instant)> = None;
     let mut stopping: Option<Instant> = None;
 

@@ -148,8 +148,8 @@ fn seed_t1() {
         ]
     );
     assert!(note_for(&t, 8)
-        .starts_with("not needed: memha's VRRP speaker follows the cache's own health"));
-    assert!(note_for(&t, 27).starts_with("not needed"));
+        .starts_with("not carried over: memha's VRRP speaker follows the cache's own health"));
+    assert!(note_for(&t, 27).starts_with("not carried over"));
     assert!(note_for(&t, 19).contains("nopreempt will not work with initial state MASTER"));
     assert!(
         note_for(&t, 22).contains("\"memcache\""),

@@ -1,8 +1,8 @@
 //! Replication between real memha processes on loopback: every write type in both directions,
 //! convergence under concurrent writes, CAS safety across nodes, links healing after resets
 //! and black holes (partial and full resync), restarts, tombstones, local eviction, hostile
-//! peers, a three-node mesh. Each test is one of repcached's measured failures
-//! (`/work/shared/reference/REPCACHED.md`) turned around: memha must not repeat it.
+//! peers, a three-node mesh. Each test is one of repcached's failures, as measured by the team
+//! before memha existed, turned around: memha must not repeat it.
 //!
 //! Faults are injected with the TCP proxy of `common/proxy.rs`, placed on one subscription
 //! (a node dials its peer through the proxy), so one direction of data can be cut while the

@@ -1,5 +1,5 @@
-//! Acceptance tests for replication: repcached's measured failures
-//! (`/work/shared/reference/REPCACHED.md` §6.5) at their measured scale, each turned into a
+//! Acceptance tests for replication: repcached's failures, as the team measured them before
+//! memha existed, at their measured scale, each turned into a
 //! pass/fail criterion for memha, with the figure behind it printed (`--nocapture`).
 //!
 //! | repcached | here |
