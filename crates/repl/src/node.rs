@@ -558,7 +558,12 @@ impl Replicator {
             }
             // After a send, look at acks (sync-ack writers wait on them) before sending more.
             tokio::select! {
-                _ = notified => {}
+                _ = notified => {
+                    // Let the other connections' ready batches land first: tokio runs a task
+                    // woken by the running one next, so without this the stream would go out
+                    // one client batch (and one send, one wake-up of the peer) at a time.
+                    tokio::task::yield_now().await;
+                }
                 _ = std::future::ready(()), if sent => {}
                 _ = heartbeat.tick() => {
                     out.clear();
