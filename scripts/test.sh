@@ -19,6 +19,10 @@ have() { command -v "$1" >/dev/null || [[ -x /usr/sbin/$1 ]]; }
 command -v cc >/dev/null || need_pkgs+=(gcc)
 have memcapable || have memccapable || want_pkgs+=(libmemcached-tools)
 have nutcracker || want_pkgs+=(nutcracker)
+# The failover tests (crates/memha/tests/failover.rs, root only) build hosts in network
+# namespaces with ip/tc and check interoperability with keepalived.
+{ have ip && have tc; } || want_pkgs+=(iproute2)
+have keepalived || want_pkgs+=(keepalived)
 pyenv=target/pyenv
 py_clients_ok() {
   [[ -x $pyenv/bin/python3 ]] && "$pyenv/bin/python3" -c 'import pymemcache, bmemcached' 2>/dev/null
@@ -32,6 +36,8 @@ if ((${#need_pkgs[@]} + ${#want_pkgs[@]})); then
   if $can_install; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" "${want_pkgs[@]}" >/dev/null
+    # The tests run their own keepalived in namespaces; the packaged service must not run.
+    command -v systemctl >/dev/null && systemctl disable --now keepalived >/dev/null 2>&1 || true
   elif ((${#need_pkgs[@]})); then
     echo "missing: ${need_pkgs[*]} (install them, or run as root to let this script do it)" >&2
     exit 1

@@ -156,7 +156,13 @@ impl DataProcess {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
                 // The cache needs none of the supervisor's network capabilities (granted as
                 // ambient ones by the systemd unit): it does not inherit them.
-                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                    0,
+                    0,
+                    0,
+                );
                 Ok(())
             });
         }
@@ -492,7 +498,9 @@ fn reload(speaker: &mut Speaker, now: Instant) {
         Ok(memha::cli::Cli::Run(opts)) => opts,
         Ok(_) => return,
         Err(e) => {
-            tracing::error!("SIGHUP: the configuration no longer reads ({e}); VRRP keeps its settings");
+            tracing::error!(
+                "SIGHUP: the configuration no longer reads ({e}); VRRP keeps its settings"
+            );
             return;
         }
     };

@@ -448,3 +448,8 @@ impl Client {
         self.stats(group).into_iter().collect()
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Additions for failover.rs: network-namespace labs (root only).
+
+pub mod lab;
