@@ -617,8 +617,8 @@ fn libmemcached_tools_round_trip() {
 //
 // This covers the scale-out half of the story: a proxy shards keys over independent memha
 // nodes with consistent hashing. Failover (a group that keeps answering when one node
-// dies) needs memha's replication and the VRRP virtual IP, which come later; then this
-// test grows a part that kills a node behind the proxy.
+// dies) needs replication and a virtual IP, so it lives with the namespace tests:
+// `failover.rs`, `twemproxy_over_two_groups_keeps_every_key_when_a_node_dies`.
 
 /// nutcracker with a ketama/fnv1a_64 pool over `backends`; killed when dropped.
 struct Nutcracker {

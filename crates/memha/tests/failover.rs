@@ -675,3 +675,126 @@ fn three_nodes_elect_the_highest() {
         lab.holders() == ["n1"]
     });
 }
+
+/// Scale-out with failover: twemproxy (nutcracker) in the client's host spreads keys with
+/// ketama over two memha groups, each a replicating pair behind its own VIP. Killing the
+/// master of one group moves its VIP to the other node, which already has the group's keys:
+/// the proxy keeps answering every key with the value it had (a plain memcached behind an
+/// ejecting proxy would lose that group's share of the keys).
+#[test]
+fn twemproxy_over_two_groups_keeps_every_key_when_a_node_dies() {
+    let Some(lab) = Lab::new(9, &["n1", "n2", "n3", "n4", "c"], &["nutcracker"]) else {
+        return;
+    };
+    let vip_a = lab.vip();
+    let vip_b = Ipv4Addr::new(10, 96, lab.n, 47);
+    let n1 = lab.start_memha(&MemhaSpec::new("n1", 150).peers(&["n2"]));
+    let _n2 = lab.start_memha(&MemhaSpec::new("n2", 100).peers(&["n1"]));
+    let spec_b = |node: &str, prio: u8, peer: &str| {
+        MemhaSpec::new(node, prio)
+            .peers(&[peer])
+            .vrid(52)
+            .vip(vip_b)
+    };
+    let _n3 = lab.start_memha(&spec_b("n3", 150, "n4"));
+    let _n4 = lab.start_memha(&spec_b("n4", 100, "n3"));
+    lab.wait("n1 holds group A's VIP and n3 group B's", || {
+        lab.holders_of(vip_a) == ["n1"] && lab.holders_of(vip_b) == ["n3"]
+    });
+
+    let conf = lab.dir.join("nutcracker.yml");
+    std::fs::write(
+        &conf,
+        format!(
+            "groups:\n  listen: 127.0.0.1:22121\n  distribution: ketama\n  hash: fnv1a_64\n  \
+             timeout: 400\n  auto_eject_hosts: false\n  server_retry_timeout: 100\n  \
+             servers:\n    - {vip_a}:11211:1 group_a\n    - {vip_b}:11211:1 group_b\n"
+        ),
+    )
+    .unwrap();
+    lab.spawn(
+        "c",
+        "nutcracker",
+        "nutcracker",
+        &["-c", conf.to_str().unwrap()],
+    );
+    let proxy: std::net::SocketAddr = "127.0.0.1:22121".parse().unwrap();
+    lab.wait("nutcracker answers", || {
+        lab.request("c", proxy, "get probe\r\n").as_deref() == Ok("END\r\n")
+    });
+
+    const N: usize = 200;
+    let key = |i: usize| format!("user:{i:04}");
+    let val = |i: usize| format!("value-{i}-{}", "x".repeat(i % 13));
+    for i in 0..N {
+        let v = val(i);
+        let reply = lab.request(
+            "c",
+            proxy,
+            &format!("set {} {} 0 {}\r\n{v}\r\n", key(i), i % 5, v.len()),
+        );
+        assert_eq!(
+            reply.as_deref(),
+            Ok("STORED\r\n"),
+            "set {} through the proxy",
+            key(i)
+        );
+    }
+    let items = |node: &str| -> u64 {
+        let reply = lab
+            .request("c", lab.mc(node), "stats\r\n")
+            .unwrap_or_default();
+        lab::parse_stats(&reply)
+            .get("curr_items")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (a, b) = (items("n1"), items("n3"));
+    println!("keys per group: A {a}, B {b}");
+    assert_eq!(a + b, N as u64, "every key on exactly one group");
+    assert!(
+        a >= 20 && b >= 20,
+        "ketama spreads the keys over both groups: A {a}, B {b}"
+    );
+    lab.wait("group A's keys replicated to n2", || items("n2") == a);
+
+    let old = lab.data_pid(&n1).expect("n1 has a data process");
+    lab.kill9(old);
+    lab.wait("n2 holds group A's VIP", || lab.holders_of(vip_a) == ["n2"]);
+
+    // Every key reads back through the proxy with its value and flags: none lost, none stale.
+    let mut missing = Vec::new();
+    for i in 0..N {
+        let v = val(i);
+        let want = format!("VALUE {} {} {}\r\n{v}\r\nEND\r\n", key(i), i % 5, v.len());
+        let mut last = String::new();
+        let ok = (0..100).any(|_| {
+            last = lab
+                .request("c", proxy, &format!("get {}\r\n", key(i)))
+                .unwrap_or_else(|e| e);
+            if last == want {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            false
+        });
+        if !ok {
+            missing.push(format!("{}: {last:?}", key(i)));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "keys not served as written after the failover: {missing:?}"
+    );
+    // And the surviving node takes writes for the group.
+    for i in 0..N {
+        let reply = lab.request("c", proxy, &format!("set {} 0 0 3\r\nnew\r\n", key(i)));
+        assert_eq!(
+            reply.as_deref(),
+            Ok("STORED\r\n"),
+            "set {} after the failover",
+            key(i)
+        );
+    }
+    assert_eq!(lab.get("c", proxy, &key(7)).as_deref(), Some("new"));
+}

@@ -645,6 +645,14 @@ impl Lab {
         dir
     }
 
+    /// Starts any program inside `node`'s namespace (stopped with the lab); returns its PID
+    /// and its scratch directory (the log is `out.log` there).
+    pub fn spawn(&self, node: &str, label: &str, prog: &str, args: &[&str]) -> (u32, PathBuf) {
+        let dir = self.next_dir(label);
+        let pid = self.spawn_in(node, label, &dir.join("out.log"), prog, args);
+        (pid, dir)
+    }
+
     /// Starts `prog args` inside `node`'s namespace with stdout and stderr to `log`.
     fn spawn_in(&self, node: &str, label: &str, log: &Path, prog: &str, args: &[&str]) -> u32 {
         let out = File::create(log).expect("create a log file");
