@@ -798,3 +798,26 @@ fn twemproxy_over_two_groups_keeps_every_key_when_a_node_dies() {
     }
     assert_eq!(lab.get("c", proxy, &key(7)).as_deref(), Some("new"));
 }
+
+/// A VIP left configured by a crash (a supervisor killed with SIGKILL cannot remove it) is
+/// removed when memha starts again on that node, so a backup never answers for it.
+#[test]
+fn a_stale_vip_is_removed_at_start() {
+    let Some(lab) = Lab::new(10, &["n1", "n2", "c"], &[]) else {
+        return;
+    };
+    let vip = format!("{}/32", lab.vip());
+    lab::run(
+        "ip",
+        &["-n", &lab.ns("n2"), "addr", "add", &vip, "dev", "eth0"],
+    );
+    assert_eq!(lab.holders(), ["n2"], "the stale address is in place");
+    let _n1 = lab.start_memha(&MemhaSpec::new("n1", 150).peers(&["n2"]));
+    let _n2 = lab.start_memha(&MemhaSpec::new("n2", 100).peers(&["n1"]));
+    lab.wait("n1 MASTER, n2 BACKUP", || {
+        lab.state("n1") == "MASTER" && lab.state("n2") == "BACKUP"
+    });
+    lab.hold(SETTLED, "exactly one holder: n1", || {
+        lab.holders() == ["n1"]
+    });
+}
