@@ -228,8 +228,8 @@ fn unknown_constructs_are_listed_line_by_line() {
         ]
     );
     for (line, words) in [
-        (16, "not needed"),
-        (60, "not needed"),
+        (16, "not carried over"),
+        (60, "not carried over"),
         (39, "no e-mail"),
         (40, "gratuitous ARP"),
         (35, "254"),
@@ -312,7 +312,7 @@ fn binary_output_passes_check_config() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("seed_T1.conf:8-11: `vrrp_script chk_memcached { … }`: not needed"),
+        stderr.contains("seed_T1.conf:8-11: `vrrp_script chk_memcached { … }`: not carried over"),
         "{stderr}"
     );
 }
