@@ -821,3 +821,37 @@ fn a_stale_vip_is_removed_at_start() {
         lab.holders() == ["n1"]
     });
 }
+
+/// A cache that hangs (here: stopped with SIGSTOP) sends no heartbeats: after the
+/// supervisor's heartbeat timeout it resigns, the VIP moves, and when the cache runs again
+/// the node comes back as BACKUP (nopreempt) without a restart of the cache.
+#[test]
+fn a_hung_cache_resigns_and_comes_back() {
+    let Some(lab) = Lab::new(11, &["n1", "n2", "c"], &[]) else {
+        return;
+    };
+    let (n1, _n2) = n1_master_then_n2(&lab, MemhaSpec::new("n1", 150));
+    let data = lab.data_pid(&n1).expect("n1 has a data process");
+    lab.signal(data, libc::SIGSTOP);
+    lab.wait("n2 holds the VIP", || lab.holders() == ["n2"]);
+    assert!(
+        lab.alive(data),
+        "the hung cache is not killed, only resigned from"
+    );
+    lab.signal(data, libc::SIGCONT);
+    // n1's stats answer again once the cache runs.
+    lab.wait("n1 is BACKUP again", || lab.state("n1") == "BACKUP");
+    assert_eq!(
+        lab.data_pid(&n1),
+        Some(data),
+        "the same cache process serves again"
+    );
+    lab.hold(SETTLED, "nopreempt: the VIP stays on n2", || {
+        lab.holders() == ["n2"]
+    });
+    let states = n1.notify_states();
+    assert!(
+        fault_then_backup_after_master(&states),
+        "n1's hook: {states:?}"
+    );
+}
