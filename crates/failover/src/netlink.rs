@@ -78,6 +78,15 @@ const RTM_GETADDR: u16 = 22;
 
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
+const IFLA_LINK: u16 = 5;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const IFLA_MACVLAN_MODE: u16 = 1;
+/// `MACVLAN_MODE_PRIVATE`: the macvlan does not talk to its siblings (keepalived's choice
+/// for a VRRP virtual MAC).
+const MACVLAN_MODE_PRIVATE: u32 = 1;
+const NLA_F_NESTED: u16 = 0x8000;
 
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -951,12 +960,72 @@ impl Netlink {
         }
     }
 
+    /// Creates a macvlan interface `name` on top of interface `parent` with this MAC (the
+    /// VRRP virtual MAC), in private mode, down. `AlreadyExists` if the name is taken.
+    pub fn create_macvlan(&mut self, parent: u32, name: &str, mac: [u8; 6]) -> io::Result<Link> {
+        if name.is_empty() || name.len() >= IFNAMSIZ || name.contains('\0') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name:?} is not a valid interface name (1 to 15 bytes)"),
+            ));
+        }
+        let mut data = Vec::new();
+        push_attr(
+            &mut data,
+            IFLA_MACVLAN_MODE,
+            &MACVLAN_MODE_PRIVATE.to_ne_bytes(),
+        );
+        let mut info = Vec::new();
+        push_attr(&mut info, IFLA_INFO_KIND, b"macvlan\0");
+        push_attr(&mut info, IFLA_INFO_DATA | NLA_F_NESTED, &data);
+        let request = Request::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+            .fixed(&ifinfomsg(0))
+            .attr_str(IFLA_IFNAME, name)
+            .attr(IFLA_LINK, &parent.to_ne_bytes())
+            .attr(IFLA_ADDRESS, &mac)
+            .attr(IFLA_LINKINFO | NLA_F_NESTED, &info);
+        self.transact(request, &mut |_| {}).map_err(|f| {
+            f.into_io(&format!(
+                "creating the macvlan interface {name} on interface #{parent}"
+            ))
+        })?;
+        self.link_by_name(name)
+    }
+
+    /// Sets an interface administratively up.
+    pub fn set_link_up(&mut self, index: u32) -> io::Result<()> {
+        let mut msg = ifinfomsg(index);
+        msg[8..12].copy_from_slice(&IFF_UP.to_ne_bytes()); // ifi_flags
+        msg[12..16].copy_from_slice(&IFF_UP.to_ne_bytes()); // ifi_change
+        let request = Request::new(RTM_NEWLINK, 0).fixed(&msg);
+        self.transact(request, &mut |_| {})
+            .map_err(|f| f.into_io(&format!("setting interface #{index} up")))
+    }
+
+    /// Deletes an interface; `Ok(false)` if it was already gone.
+    pub fn delete_link(&mut self, index: u32) -> io::Result<bool> {
+        let request = Request::new(RTM_DELLINK, 0).fixed(&ifinfomsg(index));
+        match self.transact(request, &mut |_| {}) {
+            Ok(()) => Ok(true),
+            Err(f) if matches!(f.errno(), Some(libc::ENODEV)) => Ok(false),
+            Err(f) => Err(f.into_io(&format!("deleting interface #{index}"))),
+        }
+    }
+
     /// Whether the interface holds `addr` (any prefix length).
     pub fn has_address(&mut self, index: u32, addr: IpAddr) -> io::Result<bool> {
         let what = format!("checking whether interface #{index} holds {addr}");
         let entries = self.addresses(family_of(&addr), &what)?;
         Ok(entries.iter().any(|e| e.index == index && e.addr == addr))
     }
+}
+
+/// Appends one attribute (header, value, padding) to `buf`: for nested attributes.
+fn push_attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    buf.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(value);
+    buf.resize(align4(buf.len()), 0);
 }
 
 fn check_prefix(addr: IpAddr, prefix: u8) -> io::Result<()> {

@@ -65,6 +65,10 @@ pub struct InstanceSpec {
     pub track_interfaces: Vec<String>,
     pub track_scripts: Vec<TrackScript>,
     pub hooks: Hooks,
+    /// keepalived's `use_vmac`: the VIPs live on a macvlan interface `vrrp.<VRID>` carrying
+    /// the RFC's virtual MAC 00:00:5e:00:01:<VRID>, so clients' ARP entries stay valid when
+    /// the address moves (see [`Speaker::open`]).
+    pub use_vmac: bool,
 }
 
 /// Gratuitous ARPs are repeated this often while master, so a switch or client that missed
@@ -90,6 +94,11 @@ struct Router {
     /// (name, index, up) of each tracked interface.
     tracked: Vec<(String, u32, bool)>,
     socket: VrrpSocket,
+    /// Where the VIPs are configured and gratuitous ARPs leave from: the interface, or the
+    /// macvlan with the virtual MAC.
+    vip_link: Link,
+    /// The macvlan this speaker created, deleted again at a clean stop.
+    vmac_created: bool,
     arp: ArpSocket,
     timers: [Option<Instant>; 4],
     /// The VIPs are configured by us.
@@ -186,7 +195,15 @@ impl Speaker {
                 .map_err(|e| format!("vrrp_instance {name:?}: {}", e.0))?;
             let socket = VrrpSocket::open(&link, spec.unicast_peers.is_empty())
                 .map_err(|e| format!("vrrp_instance {name:?}: {e}"))?;
-            let arp = ArpSocket::open(&link).map_err(|e| format!("vrrp_instance {name:?}: {e}"))?;
+            let (vip_link, vmac_created) = if spec.use_vmac {
+                let (l, created) = open_vmac(&mut netlink, &link, spec.config.vrid)
+                    .map_err(|e| format!("vrrp_instance {name:?}: use_vmac: {e}"))?;
+                (l, created)
+            } else {
+                (link.clone(), false)
+            };
+            let arp =
+                ArpSocket::open(&vip_link).map_err(|e| format!("vrrp_instance {name:?}: {e}"))?;
             let link_up = link.up && tracked.iter().all(|t| t.2);
             let now = Instant::now();
             let scripts = spec
@@ -206,6 +223,8 @@ impl Speaker {
                 link,
                 tracked,
                 socket,
+                vip_link,
+                vmac_created,
                 arp,
                 timers: [None; 4],
                 holding: false,
@@ -370,6 +389,12 @@ impl Speaker {
                     let _ = child.wait();
                 }
             }
+            let r = &self.routers[i];
+            if r.vmac_created {
+                if let Err(e) = self.netlink.delete_link(r.vip_link.index) {
+                    tracing::warn!("vrrp_instance {}: {e}", r.spec.config.name);
+                }
+            }
         }
         self.hooks.wait_all(Duration::from_secs(2));
     }
@@ -475,6 +500,7 @@ impl Speaker {
                 let mut kv: Vec<(&'static str, String)> = vec![
                     ("state", r.fsm.state().name().to_string()),
                     ("interface", r.spec.interface.clone()),
+                    ("vip_interface", r.vip_link.name.clone()),
                     ("vrid", cfg.vrid.to_string()),
                     ("version", cfg.version.number().to_string()),
                     ("priority", cfg.priority.to_string()),
@@ -823,7 +849,7 @@ impl Speaker {
         for (vip, prefix) in r.spec.config.vips.iter().zip(&r.spec.vip_prefixes) {
             match self
                 .netlink
-                .add_address(r.link.index, *vip, *prefix, Some(&r.spec.interface))
+                .add_address(r.vip_link.index, *vip, *prefix, Some(&r.vip_link.name))
             {
                 Ok(_) => r.vip_adds += 1,
                 Err(e) => {
@@ -844,7 +870,7 @@ impl Speaker {
         r.holding = false;
         r.next_garp_refresh = None;
         for (vip, prefix) in r.spec.config.vips.iter().zip(&r.spec.vip_prefixes) {
-            match self.netlink.del_address(r.link.index, *vip, *prefix) {
+            match self.netlink.del_address(r.vip_link.index, *vip, *prefix) {
                 Ok(true) => {
                     r.vip_removes += 1;
                     tracing::debug!(
@@ -870,7 +896,7 @@ impl Speaker {
         for _ in 0..count {
             for vip in &r.spec.config.vips {
                 if let IpAddr::V4(v4) = vip {
-                    let frame = packet::garp_frame(r.link.mac, *v4);
+                    let frame = packet::garp_frame(r.vip_link.mac, *v4);
                     match r.arp.send(&frame) {
                         Ok(()) => r.garps_sent += 1,
                         Err(e) => {
@@ -885,6 +911,78 @@ impl Speaker {
             }
         }
     }
+}
+
+/// The macvlan `vrrp.<VRID>` with the virtual MAC on top of `parent`, made ready to carry
+/// the VIPs (created if missing: a crash may have left it). Returns it and whether it was
+/// created here.
+///
+/// Adverts still leave from the parent interface with its own MAC (keepalived's
+/// `vmac_xmit_base`): every node of the group has a macvlan with the same virtual MAC, and
+/// the kernel hands a multicast frame whose source is a local macvlan's MAC to that macvlan
+/// only, so adverts sent from the virtual MAC would never reach the peers' parent
+/// interfaces. Switches learn where the virtual MAC is from the gratuitous ARPs, which do
+/// leave from the macvlan (at takeover and every minute after).
+///
+/// The ARP settings are what makes the virtual MAC the only one answering for the VIP:
+/// `arp_ignore = 1` on both interfaces (answer only for addresses configured on the
+/// interface the request came in on), so the parent never answers for the VIP and the
+/// macvlan never answers for the parent's own addresses; `arp_announce = 2` on the parent
+/// (its own requests name its own address, never the VIP). IPv6 is off on the macvlan so a
+/// backup sends nothing at all from the shared MAC (no link-local address, no DAD), and
+/// reverse-path filtering is off on it because replies to the VIP leave by the parent.
+fn open_vmac(netlink: &mut Netlink, parent: &Link, vrid: u8) -> Result<(Link, bool), String> {
+    let name = format!("vrrp.{vrid}");
+    let mac = packet::virtual_mac(vrid);
+    let (link, created) = match netlink.link_by_name(&name) {
+        Ok(l) => {
+            if l.mac != mac {
+                return Err(format!(
+                    "an interface named {name} exists with another MAC; remove it (`ip link del {name}`)"
+                ));
+            }
+            (l, false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+            netlink
+                .create_macvlan(parent.index, &name, mac)
+                .map_err(|e| e.to_string())?,
+            true,
+        ),
+        Err(e) => return Err(e.to_string()),
+    };
+    let set = |path: String, value: &str| {
+        std::fs::write(&path, value).map_err(|e| {
+            format!(
+                "cannot set {path}: {e} (use_vmac changes ARP settings; under systemd the unit's \
+                 ProtectKernelTunables=yes forbids it: set ProtectKernelTunables=no with \
+                 `systemctl edit memha`)"
+            )
+        })
+    };
+    set(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1").or_else(|e| {
+        // A kernel without IPv6 has no such file: nothing to disable.
+        if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+            Err(e)
+        } else {
+            Ok(())
+        }
+    })?;
+    set(format!("/proc/sys/net/ipv4/conf/{name}/arp_ignore"), "1")?;
+    set(format!("/proc/sys/net/ipv4/conf/{name}/rp_filter"), "0")?;
+    set(
+        format!("/proc/sys/net/ipv4/conf/{}/arp_ignore", parent.name),
+        "1",
+    )?;
+    // Replies to clients leave by the parent; when it asks for a client's MAC it must not
+    // name the VIP as its sender, or clients would learn the parent's MAC for the VIP.
+    set(
+        format!("/proc/sys/net/ipv4/conf/{}/arp_announce", parent.name),
+        "2",
+    )?;
+    netlink.set_link_up(link.index).map_err(|e| e.to_string())?;
+    let link = netlink.link(link.index).map_err(|e| e.to_string())?;
+    Ok((link, created))
 }
 
 impl Router {

@@ -169,6 +169,8 @@ pub struct VrrpInstance {
     pub track_interface: Vec<String>,
     /// keepalived's `track_script`: the `[[vrrp_script]]`s named, resolved.
     pub track_script: Vec<VrrpScript>,
+    /// keepalived's `use_vmac`: carry the VIPs on a macvlan `vrrp.<VRID>` with the virtual MAC.
+    pub use_vmac: bool,
     pub notify_master: Option<String>,
     pub notify_backup: Option<String>,
     pub notify_fault: Option<String>,
@@ -346,6 +348,7 @@ struct RawVrrp {
     unicast_peer: Option<Vec<S<String>>>,
     track_interface: Option<Vec<S<String>>>,
     track_script: Option<Vec<S<String>>>,
+    use_vmac: Option<bool>,
     notify_master: Option<S<String>>,
     notify_backup: Option<S<String>>,
     notify_fault: Option<S<String>>,
@@ -1111,6 +1114,7 @@ impl Reader<'_> {
             unicast_peer,
             track_interface,
             track_script,
+            use_vmac: r.use_vmac.unwrap_or(false),
             notify_master: script(&r.notify_master, "notify_master")?,
             notify_backup: script(&r.notify_backup, "notify_backup")?,
             notify_fault: script(&r.notify_fault, "notify_fault")?,
@@ -1473,6 +1477,7 @@ pub fn to_toml(opts: &RunOptions, secrets: Secrets) -> String {
             list(&v.track_script, |s| quote(&s.name)),
             "",
         );
+        w.kv("use_vmac", v.use_vmac.to_string(), "");
         for (key, script) in [
             ("notify_master", &v.notify_master),
             ("notify_backup", &v.notify_backup),

@@ -745,9 +745,9 @@ fn instance_reason(kw: &str) -> Option<String> {
             "memha tracks only its own cache and the interfaces in track_interface"
         }
         "smtp_alert" => "memha sends no e-mail; a notify script can (it gets the same events)",
-        "use_vmac" | "vmac_xmit_base" | "use_vmac_addr" | "use_ipvlan" => {
-            "memha's schema has no virtual MAC option yet: the address moves with gratuitous \
-             ARP from the node's own MAC"
+        "vmac_xmit_base" | "use_vmac_addr" | "use_ipvlan" => {
+            "memha's use_vmac always sends from the macvlan with the virtual MAC; these \
+             variants are not available"
         }
         "virtual_routes" | "virtual_rules" => {
             "memha manages only the addresses in virtual_ipaddress; add routes and rules from \
@@ -944,6 +944,7 @@ impl Translator<'_> {
         let mut advert: Option<(f64, &Stmt)> = None;
         let mut version: Option<(u8, &Stmt)> = None;
         let mut nopreempt: Option<(bool, &Stmt)> = None;
+        let mut use_vmac: Option<(bool, &Stmt)> = None;
         let mut preempt_delay: Option<(f64, &Stmt)> = None;
         let mut auth: Option<&Stmt> = None;
         let mut vips: Vec<(String, &Stmt)> = Vec::new();
@@ -1038,6 +1039,16 @@ impl Translator<'_> {
                             _ => self.error(c, "the VRRP version must be 2 or 3"),
                         }
                     }
+                }
+                "use_vmac" => {
+                    if !c.args().is_empty() {
+                        self.note(
+                            c,
+                            "the interface name is not carried over: memha always names the \
+                             macvlan vrrp.<virtual_router_id>",
+                        );
+                    }
+                    replace(self, &mut use_vmac, true, c);
                 }
                 "nopreempt" | "no_preempt" | "preempt" => {
                     if !c.args().is_empty() {
@@ -1330,6 +1341,9 @@ impl Translator<'_> {
             );
             inst.keys
                 .push(("track_interface", list, Self::src(tracked[0].1)));
+        }
+        if let Some((v, st)) = use_vmac {
+            inst.keys.push(("use_vmac", v.to_string(), Self::src(st)));
         }
         for (i, slot) in notify.iter().enumerate() {
             if let Some((script, st)) = slot {

@@ -85,6 +85,7 @@ pub fn instance_spec(v: &VrrpInstance) -> Result<InstanceSpec, String> {
                 rise: s.rise,
             })
             .collect(),
+        use_vmac: v.use_vmac,
         hooks: Hooks {
             notify_master: v.notify_master.clone(),
             notify_backup: v.notify_backup.clone(),

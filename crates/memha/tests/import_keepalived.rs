@@ -120,6 +120,7 @@ fn seed_instance(state: VrrpState, priority: u8, nopreempt: bool) -> VrrpInstanc
         unicast_peer: vec![],
         track_interface: vec![],
         track_script: vec![],
+        use_vmac: false,
         notify_master: Some("/etc/keepalived/scripts/memcached_master.sh".into()),
         notify_backup: Some("/etc/keepalived/scripts/memcached_backup.sh".into()),
         notify_fault: Some("/etc/keepalived/scripts/memcached_fault.sh".into()),
@@ -215,8 +216,8 @@ fn unknown_constructs_are_listed_line_by_line() {
     assert_eq!(
         lines,
         [
-            3, 6, 7, 8, 9, 10, 11, 12, 16, 23, 35, 36, 39, 40, 41, 42, 43, 45, 47, 50, 53, 58, 60,
-            63, 64, 68
+            3, 6, 7, 8, 9, 10, 11, 12, 16, 23, 35, 36, 39, 40, 42, 43, 45, 47, 50, 53, 58, 60, 63,
+            64, 68
         ]
     );
     assert_eq!(

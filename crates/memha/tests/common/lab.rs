@@ -281,6 +281,8 @@ pub struct MemhaSpec {
     pub peers: Vec<String>,
     /// A `[[vrrp_script]]` `test -e <file>` (interval 0.1, fall 1, rise 1) tracked by VI_1.
     pub track_file: Option<PathBuf>,
+    /// `use_vmac = true`.
+    pub use_vmac: bool,
 }
 
 impl MemhaSpec {
@@ -296,6 +298,7 @@ impl MemhaSpec {
             auth_pass: None,
             peers: Vec::new(),
             track_file: None,
+            use_vmac: false,
         }
     }
 
@@ -332,6 +335,11 @@ impl MemhaSpec {
 
     pub fn vip(mut self, vip: Ipv4Addr) -> Self {
         self.vip = Some(vip);
+        self
+    }
+
+    pub fn use_vmac(mut self) -> Self {
+        self.use_vmac = true;
         self
     }
 
@@ -725,6 +733,9 @@ impl Lab {
         if spec.track_file.is_some() {
             s += "track_script = [\"chk_ok\"]\n";
         }
+        if spec.use_vmac {
+            s += "use_vmac = true\n";
+        }
         s += &format!("notify = \"{}\"\n", dir.join("notify.sh").display());
         s
     }
@@ -913,12 +924,12 @@ impl Lab {
 
     /// The IPv4 addresses (`a.b.c.d/len`) on a node's `eth0`.
     pub fn try_addrs(&self, node: &str) -> Result<Vec<String>, String> {
-        let out = try_run(
-            "ip",
-            &["-n", &self.ns(node), "-o", "-4", "addr", "show", "dev", DEV],
-        )?;
+        let out = try_run("ip", &["-n", &self.ns(node), "-o", "-4", "addr", "show"])?;
+        // Every interface but loopback: the VIP is on eth0, or on the macvlan `vrrp.<VRID>`
+        // with use_vmac.
         Ok(out
             .lines()
+            .filter(|l| l.split_whitespace().nth(1).is_none_or(|dev| dev != "lo"))
             .filter_map(|l| {
                 let mut words = l.split_whitespace();
                 words.find(|w| *w == "inet")?;
