@@ -941,3 +941,23 @@ fn virtual_mac_moves_with_the_vip() {
         Some("vrrp.51")
     );
 }
+
+/// Unicast adverts (`unicast_peer`, for networks that filter multicast): the pair elects,
+/// and a killed cache still moves the VIP.
+#[test]
+fn unicast_peers_fail_over() {
+    let Some(lab) = Lab::new(13, &["n1", "n2", "c"], &[]) else {
+        return;
+    };
+    let n1 = lab.start_memha(&MemhaSpec::new("n1", 150).peers(&["n2"]).unicast_to(&["n2"]));
+    let _n2 = lab.start_memha(&MemhaSpec::new("n2", 100).peers(&["n1"]).unicast_to(&["n1"]));
+    lab.wait("n1 MASTER, n2 BACKUP", || {
+        lab.state("n1") == "MASTER" && lab.state("n2") == "BACKUP"
+    });
+    lab.hold(SETTLED, "exactly one holder: n1", || {
+        lab.holders() == ["n1"]
+    });
+    assert!(lab.vrrp_counter("n2", "adverts_received") > 0);
+    lab.kill9(lab.data_pid(&n1).expect("n1 has a data process"));
+    lab.wait("n2 holds the VIP", || lab.holders() == ["n2"]);
+}

@@ -283,6 +283,8 @@ pub struct MemhaSpec {
     pub track_file: Option<PathBuf>,
     /// `use_vmac = true`.
     pub use_vmac: bool,
+    /// Adverts by unicast to these lab nodes (`unicast_peer`, `unicast_src_ip` = own address).
+    pub unicast: Vec<String>,
 }
 
 impl MemhaSpec {
@@ -299,6 +301,7 @@ impl MemhaSpec {
             peers: Vec::new(),
             track_file: None,
             use_vmac: false,
+            unicast: Vec::new(),
         }
     }
 
@@ -335,6 +338,11 @@ impl MemhaSpec {
 
     pub fn vip(mut self, vip: Ipv4Addr) -> Self {
         self.vip = Some(vip);
+        self
+    }
+
+    pub fn unicast_to(mut self, peers: &[&str]) -> Self {
+        self.unicast = peers.iter().map(|p| p.to_string()).collect();
         self
     }
 
@@ -735,6 +743,15 @@ impl Lab {
         }
         if spec.use_vmac {
             s += "use_vmac = true\n";
+        }
+        if !spec.unicast.is_empty() {
+            let peers: Vec<String> = spec
+                .unicast
+                .iter()
+                .map(|p| format!("\"{}\"", self.addr(p)))
+                .collect();
+            s += &format!("unicast_src_ip = \"{}\"\n", self.addr(&spec.node));
+            s += &format!("unicast_peer = [{}]\n", peers.join(", "));
         }
         s += &format!("notify = \"{}\"\n", dir.join("notify.sh").display());
         s
