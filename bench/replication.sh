@@ -20,16 +20,17 @@
 #     p99.9 and the max over the seconds overlapping the sync, and the same before it.
 #
 # Placement (2-core box): A, the lone node and the donor with -t $THREADS on cpu 0; B and
-# the joiner on cpu 1 with the load generator (they share it). PEER_NICE=19 runs B and the
-# joiner at the lowest CPU priority, so the load generator (whose core they share) measures
-# A and the donor rather than waiting for its core: closer to a real pair, where the peer
-# is another machine.
+# the joiner on cpu 1 with the load generator (they share it). JOINER_NICE=19 runs the
+# joiner at the lowest CPU priority, so the load generator (whose core it shares) measures
+# the donor rather than waiting for its core, as when the joiner is another machine. (Not
+# for B in (b): a B that cannot keep up falls behind the backlog and is resynced, counted,
+# and A then replicates less than every write, which would flatter the paired figure.)
 #
 # Env knobs [defaults]:
 #   MEMTIER   memtier_benchmark binary                      [/tmp/memtier/memtier_benchmark]
 #   MEMHA     memha binary (built with cargo if missing)    [target/release/memha]
 #   THREADS   worker threads per server                     [1]
-#   PEER_NICE nice value of B and the joiner                [0]
+#   JOINER_NICE nice value of the joiner in (c)             [0]
 #   DURATION  seconds per throughput run                    [10]
 #   ROUNDS    throughput rounds (paired + alone each)       [3]
 #   LAG_N, LAG_INTERVAL_MS                                  [1000, 1]
@@ -49,7 +50,7 @@ PY="python3 $HERE/replication.py"
 MEMTIER=${MEMTIER:-/tmp/memtier/memtier_benchmark}
 MEMHA=${MEMHA:-$ROOT/target/release/memha}
 THREADS=${THREADS:-1}
-PEER_NICE=${PEER_NICE:-0}
+JOINER_NICE=${JOINER_NICE:-0}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 LAG_N=${LAG_N:-1000}
@@ -104,7 +105,7 @@ start_memha() {
   local name=$1 cpu=$2 port=$3 i
   shift 3
   local nice=0
-  case $name in joiner | B) nice=$PEER_NICE ;; esac
+  [ "$name" = joiner ] && nice=$JOINER_NICE
   taskset -c "$cpu" nice -n "$nice" "$MEMHA" "${USER_FLAG[@]}" -l 127.0.0.1 -p "$port" -U 0 \
     -t "$THREADS" -m 1024 -c 4096 "$@" >>"$OUT/$name.log" 2>&1 &
   SPID=$!
