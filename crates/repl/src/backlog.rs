@@ -22,14 +22,26 @@ pub enum Read {
 }
 
 /// This node's numbered writes, encoded as `Write` frames.
+///
+/// The frames sit back to back in one byte ring, oldest first, so a write costs a copy into
+/// memory that was used a moment ago, and dropping the oldest frames is moving an index:
+/// no allocation and no free per write (with one allocation per frame, freeing frames
+/// written a backlog's length ago cost a cache miss each, ~6 % of a writer's CPU).
 #[derive(Debug)]
 pub struct Backlog {
     origin: u16,
-    frames: VecDeque<(u64, Vec<u8>)>,
-    bytes: usize,
+    /// The encoded frames.
+    ring: VecDeque<u8>,
+    /// Where each kept frame starts, as an absolute byte position (bytes pushed since the
+    /// backlog was created); the first is that of sequence number `first_seq()`.
+    starts: VecDeque<u64>,
+    /// Absolute position of `ring[0]`.
+    front_pos: u64,
     max_bytes: usize,
     /// Sequence number of the last write pushed (0 = none yet).
     last: u64,
+    /// Encoding scratch space, reused.
+    scratch: Vec<u8>,
     /// Writes dropped from the front because the backlog was full.
     pub dropped: u64,
     /// Writes that could not be encoded (key or value over the frame limit).
@@ -40,10 +52,12 @@ impl Backlog {
     pub fn new(origin: u16, max_bytes: usize) -> Backlog {
         Backlog {
             origin,
-            frames: VecDeque::new(),
-            bytes: 0,
+            ring: VecDeque::new(),
+            starts: VecDeque::new(),
+            front_pos: 0,
             max_bytes,
             last: 0,
+            scratch: Vec::new(),
             dropped: 0,
             unsendable: 0,
         }
@@ -53,24 +67,30 @@ impl Backlog {
     /// replicated (counted in `unsendable`).
     pub fn push(&mut self, op: Op<'_>) -> Option<u64> {
         let seq = self.last + 1;
-        // One allocation of the right size (growing from empty would reallocate ~5 times).
-        let mut buf = Vec::with_capacity(frame_size_hint(&op));
+        self.scratch.clear();
         let frame = Frame::Write {
             origin: self.origin,
             seq,
             op,
         };
-        if encode(&frame, &mut buf).is_err() {
+        if encode(&frame, &mut self.scratch).is_err() {
             self.unsendable += 1;
             return None;
         }
         self.last = seq;
-        self.bytes += buf.len();
-        self.frames.push_back((seq, buf));
-        while self.bytes > self.max_bytes && self.frames.len() > 1 {
-            let (_, f) = self.frames.pop_front().expect("not empty");
-            self.bytes -= f.len();
+        self.starts
+            .push_back(self.front_pos + self.ring.len() as u64);
+        self.ring.extend(self.scratch.iter().copied());
+        while self.ring.len() > self.max_bytes && self.starts.len() > 1 {
+            self.starts.pop_front();
+            let next = *self.starts.front().expect("more than one frame");
+            let len = (next - self.front_pos) as usize;
+            self.ring.drain(..len);
+            self.front_pos = next;
             self.dropped += 1;
+        }
+        if self.scratch.capacity() > 64 * 1024 {
+            self.scratch = Vec::new(); // a large value passed: do not keep its buffer
         }
         Some(seq)
     }
@@ -82,12 +102,12 @@ impl Backlog {
 
     /// The oldest sequence number still kept.
     pub fn first_seq(&self) -> u64 {
-        self.frames.front().map_or(self.last + 1, |(s, _)| *s)
+        self.last + 1 - self.starts.len() as u64
     }
 
     /// Bytes in use.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.ring.len()
     }
 
     /// Can a peer that applied up to `seq` resume from the backlog?
@@ -95,7 +115,7 @@ impl Backlog {
         seq <= self.last && seq + 1 >= self.first_seq()
     }
 
-    /// Append the frames from `from` on to `out`, up to about `max_bytes`.
+    /// Append the frames from `from` on to `out`, up to about `max_bytes` (at least one).
     pub fn read_from(&self, from: u64, max_bytes: usize, out: &mut Vec<u8>) -> Read {
         if from > self.last {
             return Read::UpToDate;
@@ -104,28 +124,37 @@ impl Backlog {
         if from < first {
             return Read::Gone;
         }
-        let start = (from - first) as usize;
-        let mut next = from;
-        for (seq, f) in self.frames.range(start..) {
-            if next != from && out.len() + f.len() > max_bytes {
+        let idx = (from - first) as usize;
+        let begin = (self.starts[idx] - self.front_pos) as usize;
+        let room = max_bytes.saturating_sub(out.len());
+        // Whole frames, at least one, while they fit in the room left.
+        let ends = self
+            .starts
+            .range(idx + 1..)
+            .map(|&s| (s - self.front_pos) as usize)
+            .chain(std::iter::once(self.ring.len()));
+        let (mut end, mut next) = (begin, from);
+        for e in ends {
+            if next != from && e - begin > room {
                 break;
             }
-            out.extend_from_slice(f);
-            next = seq + 1;
+            end = e;
+            next += 1;
         }
+        let (a, b) = self.ring.as_slices();
+        copy_range(a, b, begin, end, out);
         Read::Copied { next }
     }
 }
 
-/// Bytes the `Write` frame of `op` takes, about (header, origin, seq and fixed fields).
-fn frame_size_hint(op: &Op<'_>) -> usize {
-    const FIXED: usize = 5 + 2 + 8 + 1 + 1 + 48;
-    FIXED
-        + match op {
-            Op::Set { key, value, .. } => key.len() + value.len(),
-            Op::Delete { key, .. } | Op::Touch { key, .. } | Op::Counter { key, .. } => key.len(),
-            Op::Flush { .. } => 0,
-        }
+/// Appends bytes `begin..end` of the ring whose two halves are `a` then `b`.
+fn copy_range(a: &[u8], b: &[u8], begin: usize, end: usize, out: &mut Vec<u8>) {
+    if begin < a.len() {
+        out.extend_from_slice(&a[begin..end.min(a.len())]);
+    }
+    if end > a.len() {
+        out.extend_from_slice(&b[begin.saturating_sub(a.len())..end - a.len()]);
+    }
 }
 
 #[cfg(test)]
@@ -201,5 +230,50 @@ mod tests {
         assert_eq!(b.push(set(&too_long)), None);
         assert_eq!(b.unsendable, 1);
         assert_eq!(b.last_seq(), 10);
+    }
+
+    #[test]
+    fn ring_wraps_and_reads_back_every_kept_frame() {
+        let mut b = Backlog::new(7, 2_000);
+        for i in 0..3_000u32 {
+            let key = format!("key-{i}-{}", "x".repeat((i % 37) as usize));
+            assert_eq!(b.push(set(key.as_bytes())), Some(u64::from(i) + 1));
+            assert!(b.bytes() <= 2_000 || b.first_seq() == b.last_seq());
+            if i % 97 != 0 {
+                continue;
+            }
+            // Read everything kept, in chunks of various sizes, and decode it.
+            for chunk in [1, 64, 500, 1 << 20] {
+                let mut cursor = b.first_seq();
+                let mut seen = Vec::new();
+                while let Read::Copied { next } = b.read_from(cursor, chunk, &mut Vec::new()) {
+                    let mut out = Vec::new();
+                    assert_eq!(b.read_from(cursor, chunk, &mut out), Read::Copied { next });
+                    let mut at = 0;
+                    while at < out.len() {
+                        let Decoded::Frame { frame, consumed } = decode(&out[at..]) else {
+                            panic!("undecodable frame at {at} of {}", out.len());
+                        };
+                        let Frame::Write {
+                            seq,
+                            op: Op::Set { key, .. },
+                            ..
+                        } = frame
+                        else {
+                            panic!("not a set");
+                        };
+                        let want =
+                            format!("key-{}-{}", seq - 1, "x".repeat(((seq - 1) % 37) as usize));
+                        assert_eq!(key, want.as_bytes());
+                        seen.push(seq);
+                        at += consumed;
+                    }
+                    cursor = next;
+                }
+                let want: Vec<u64> = (b.first_seq()..=b.last_seq()).collect();
+                assert_eq!(seen, want, "chunk {chunk}");
+            }
+        }
+        assert!(b.dropped > 2_000);
     }
 }
