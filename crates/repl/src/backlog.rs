@@ -80,7 +80,7 @@ impl Backlog {
         self.last = seq;
         self.starts
             .push_back(self.front_pos + self.ring.len() as u64);
-        self.ring.extend(self.scratch.iter().copied());
+        self.ring.extend(self.scratch.iter()); // slice::Iter<&u8>: copied in at most two memcpys
         while self.ring.len() > self.max_bytes && self.starts.len() > 1 {
             self.starts.pop_front();
             let next = *self.starts.front().expect("more than one frame");
