@@ -633,6 +633,54 @@ fn restarted_node_resyncs_before_ready() {
     }
 }
 
+/// A counter survives a node's restart: the full sync that refills the restarted node, and
+/// the one it then serves back, carry the counter as its base and per-node contributions,
+/// so increments made on either node while the other was away are all kept (as a plain
+/// value, the total would become a new base and wipe the contributions it did not include).
+#[test]
+fn counters_survive_a_restart_and_both_full_syncs() {
+    let (pa, pb) = (free_port(), free_port());
+    let a = Node::start("A", 1, pa, &[format!("127.0.0.1:{pb}")], &[]);
+    let mut b = Node::start("B", 2, pb, &[format!("127.0.0.1:{pa}")], &[]);
+    wait_linked(&[&a, &b]);
+    let mut ca = a.client();
+    let mut cb = b.client();
+    set(&mut ca, "hits", 0, 0, "0");
+    wait_value(&b, "hits", Some(b"0"));
+    let mut acked = 0u64;
+    for _ in 0..50 {
+        ca.send(b"incr hits 1\r\n");
+        ca.line();
+        cb.send(b"incr hits 1\r\n");
+        cb.line();
+        acked += 2;
+    }
+    quiesce(&[&a, &b]);
+
+    b.kill9();
+    for _ in 0..30 {
+        ca.send(b"incr hits 1\r\n");
+        ca.line();
+        acked += 1;
+    }
+    b.restart();
+    wait_until("B ready", DEADLINE, || b.repl_str("ready") == "1");
+    let mut cb = b.client();
+    // Both nodes keep counting while A resubscribes to the new B (a full sync from B).
+    for _ in 0..40 {
+        ca.send(b"incr hits 1\r\n");
+        ca.line();
+        cb.send(b"incr hits 1\r\n");
+        cb.line();
+        acked += 2;
+    }
+    wait_linked(&[&a, &b]);
+    quiesce(&[&a, &b]);
+    let want = acked.to_string();
+    wait_value(&a, "hits", Some(want.as_bytes()));
+    wait_value(&b, "hits", Some(want.as_bytes()));
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. A delete is not undone by an older write arriving late; a newer write beats an older
 //    delete.

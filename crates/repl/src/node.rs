@@ -630,7 +630,27 @@ impl Replicator {
             loop {
                 let (next, buckets) =
                     self.store
-                        .snapshot_shard_part(shard, from, SYNC_PIECE, now, |it| {
+                        .snapshot_shard_part(shard, from, SYNC_PIECE, now, |it, counter| {
+                            // A counter goes as its base and per-node contributions, which
+                            // merge with what the peer has; its total as a plain value
+                            // would replace them and lose increments.
+                            if let Some(c) = counter.filter(|c| !c.contrib.is_empty()) {
+                                for &(node, p, n) in c.contrib {
+                                    let op = Op::Counter {
+                                        key: it.key,
+                                        base_version: c.base_version,
+                                        base_value: c.base_value,
+                                        node,
+                                        p,
+                                        n,
+                                        version: it.cas,
+                                        flags: it.flags,
+                                        exptime: it.exptime,
+                                    };
+                                    let _ = encode(&Frame::Write { origin, seq: 0, op }, &mut out);
+                                }
+                                return;
+                            }
                             let op = Op::Set {
                                 key: it.key,
                                 flags: it.flags,

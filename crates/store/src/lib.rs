@@ -56,7 +56,7 @@ pub use meta::{
     ArithOptions, ArithOutcome, ArithStatus, ReadFlags, ReadOptions, RemoveOptions, RemoveResult,
     WriteOptions, WriteResult,
 };
-pub use repl::{ApplyResult, CounterOp, TOMBSTONE_OVERHEAD};
+pub use repl::{ApplyResult, CounterOp, CounterView, TOMBSTONE_OVERHEAD};
 pub use version::{version_floor_at_ms, version_node_id, version_time_ms, EPOCH_MS, MAX_NODE_ID};
 
 use item::{BIT_FETCHED, BIT_VISITED};

@@ -547,7 +547,7 @@ impl Store {
         from: usize,
         budget: usize,
         now: u32,
-        mut f: impl FnMut(&ItemView<'_>),
+        mut f: impl FnMut(&ItemView<'_>, Option<CounterView<'_>>),
     ) -> (Option<usize>, usize) {
         if shard >= self.shards.len() {
             return (None, 0);
@@ -566,16 +566,24 @@ impl Store {
             if live.check(it).is_some() {
                 continue;
             }
-            f(&ItemView {
-                key: it.key(),
-                value: it.value(),
-                flags: it.flags(),
-                exptime: it.exptime(),
-                prev_exptime: it.exptime(),
-                cas: it.cas(),
-                atime: it.atime(),
-                fetched: it.fetched(),
+            let counter = sh.counters.get(it.key(), it.cas()).map(|c| CounterView {
+                base_version: c.base_version,
+                base_value: c.base_value,
+                contrib: &c.contrib,
             });
+            f(
+                &ItemView {
+                    key: it.key(),
+                    value: it.value(),
+                    flags: it.flags(),
+                    exptime: it.exptime(),
+                    prev_exptime: it.exptime(),
+                    cas: it.cas(),
+                    atime: it.atime(),
+                    fetched: it.fetched(),
+                },
+                counter,
+            );
         }
         ((end < buckets).then_some(end), buckets)
     }
@@ -626,6 +634,18 @@ impl Store {
 #[cfg(test)]
 #[path = "repl_tests.rs"]
 mod tests;
+
+/// A counter's replicated state as a full sync must send it: the item alone (its decimal
+/// total) would arrive as a new base and wipe the per-node contributions built on the
+/// current one, losing every increment the receiver had not seen yet. Sent instead as one
+/// [`CounterOp`] per contributing node, which merge on the receiver.
+#[derive(Clone, Copy, Debug)]
+pub struct CounterView<'a> {
+    pub base_version: u64,
+    pub base_value: u64,
+    /// `(node, p, n)`: what each node added and took since the base.
+    pub contrib: &'a [(u16, u64, u64)],
+}
 
 /// A replicated counter contribution (see `counter.rs`): node `node` has added `p` and
 /// taken `n` since the base write (`base_version`, `base_value`); the item it produced has
