@@ -87,6 +87,19 @@ struct ScriptCheck {
     streak: u32,
 }
 
+impl ScriptCheck {
+    /// A check that starts as passing and runs at once.
+    fn new(spec: &TrackScript, now: Instant) -> ScriptCheck {
+        ScriptCheck {
+            spec: spec.clone(),
+            next_run: now,
+            running: None,
+            ok: true,
+            streak: 0,
+        }
+    }
+}
+
 struct Router {
     spec: InstanceSpec,
     fsm: Instance,
@@ -209,13 +222,7 @@ impl Speaker {
             let scripts = spec
                 .track_scripts
                 .iter()
-                .map(|s| ScriptCheck {
-                    spec: s.clone(),
-                    next_run: now,
-                    running: None,
-                    ok: true,
-                    streak: 0,
-                })
+                .map(|s| ScriptCheck::new(s, now))
                 .collect();
             routers.push(Router {
                 spec,
@@ -429,13 +436,7 @@ impl Speaker {
                 r.scripts = new
                     .track_scripts
                     .iter()
-                    .map(|s| ScriptCheck {
-                        spec: s.clone(),
-                        next_run: now,
-                        running: None,
-                        ok: true,
-                        streak: 0,
-                    })
+                    .map(|s| ScriptCheck::new(s, now))
                     .collect();
                 done.push("track scripts");
             }

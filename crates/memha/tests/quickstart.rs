@@ -7,37 +7,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Server;
+use common::repl::{free_port, wait_until};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("admin endpoint listens");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+const WAIT: Duration = Duration::from_secs(15);
+use common::{http_get, Server};
 
 #[test]
 fn example_pair_replicates_and_shows_both_nodes() {
@@ -78,12 +55,12 @@ fn example_pair_replicates_and_shows_both_nodes() {
     // Written on A, read on B.
     let mut ca = a.connect();
     let mut cb = b.connect();
-    wait_for("both nodes ready", || {
+    wait_until("both nodes ready", WAIT, || {
         http_get(admin_a, "/ready").starts_with("HTTP/1.1 200")
             && http_get(admin_b, "/ready").starts_with("HTTP/1.1 200")
     });
     ca.expect("set greeting 0 0 5\r\nhello\r\n", "STORED\r\n");
-    wait_for("the write to reach B", || {
+    wait_until("the write to reach B", WAIT, || {
         cb.send(b"get greeting\r\n");
         cb.read_until_end().contains("hello")
     });
@@ -91,7 +68,7 @@ fn example_pair_replicates_and_shows_both_nodes() {
     // Each node's metrics and status page show its peer streaming.
     for (admin, peer_repl) in [(admin_a, port(11412)), (admin_b, port(11411))] {
         let peer = format!("127.0.0.1:{peer_repl}");
-        wait_for("the peer link to stream", || {
+        wait_until("the peer link to stream", WAIT, || {
             let m = http_get(admin, "/metrics");
             m.contains(&format!("memha_replication_peer_up{{peer=\"{peer}\"}} 1"))
         });

@@ -442,6 +442,16 @@ impl Client {
 pub mod proxy;
 pub mod repl;
 
+/// One HTTP/1.1 GET on 127.0.0.1:`port` (the admin endpoint closes after answering): the
+/// whole response, head and body.
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("admin endpoint listens");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 impl Client {
     /// `stats <group>` as a map.
     pub fn stats_map(&mut self, group: &str) -> std::collections::HashMap<String, String> {
