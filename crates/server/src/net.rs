@@ -127,10 +127,15 @@ impl Bound {
         } else {
             None
         };
+        // Handlers first: a service may tell the world we are up (systemd's READY=1), and a
+        // SIGTERM sent right after must find its handler installed, not kill the process.
+        let signals = install_signal_handlers();
         for start in self.services {
             tokio::spawn(start(shared.clone()));
         }
-        tokio::spawn(watch_signals(shared.clone()));
+        if let Some(signals) = signals {
+            tokio::spawn(watch_signals(shared.clone(), signals));
+        }
         tokio::spawn(return_freed_memory(shared.clone()));
         let mut stop = shared.stop_signal();
         let how = wait_stop(&mut stop).await;
@@ -261,16 +266,30 @@ async fn wait_stop(stop: &mut watch::Receiver<Stop>) -> Stop {
     }
 }
 
-async fn watch_signals(shared: Arc<Shared>) {
+type StopSignals = (
+    tokio::signal::unix::Signal,
+    tokio::signal::unix::Signal,
+    tokio::signal::unix::Signal,
+);
+
+/// SIGTERM, SIGINT and SIGUSR1, handled from now on (inside the runtime).
+fn install_signal_handlers() -> Option<StopSignals> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
+    match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::user_defined1()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; stop memha with SIGKILL");
-        return;
-    };
+    ) {
+        (Ok(term), Ok(int), Ok(usr1)) => Some((term, int, usr1)),
+        _ => {
+            tracing::warn!("cannot install signal handlers; stop memha with SIGKILL");
+            None
+        }
+    }
+}
+
+async fn watch_signals(shared: Arc<Shared>, signals: StopSignals) {
+    let (mut term, mut int, mut usr1) = signals;
     tokio::select! {
         _ = term.recv() => { tracing::info!("SIGTERM: stopping"); shared.stop(Stop::Now) }
         _ = int.recv() => { tracing::info!("SIGINT: stopping"); shared.stop(Stop::Now) }
