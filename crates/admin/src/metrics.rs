@@ -104,6 +104,18 @@ pub const REPLICATION: &[ReplScalar] = &[
         "Subscriptions this node resumed from its backlog.",
         |r| Num::Int(r.partial_syncs_served),
     ),
+    (
+        "memha_replication_holding",
+        Kind::Gauge,
+        "1 while this node holds writes a lagging peer lacks (it took writes while a peer was not acknowledging); a VRRP master advertises priority 254 meanwhile.",
+        |r| Num::from(r.holding),
+    ),
+    (
+        "memha_replication_holds_total",
+        Kind::Counter,
+        "Times this node started holding writes a lagging peer lacked.",
+        |r| Num::Int(r.holds),
+    ),
 ];
 
 /// A per-peer replication figure.

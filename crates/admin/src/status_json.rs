@@ -158,6 +158,8 @@ pub fn replication(r: &ReplStats) -> Value {
         "protocol_errors": r.protocol_errors,
         "full_syncs_served": r.full_syncs_served,
         "partial_syncs_served": r.partial_syncs_served,
+        "holding": r.holding,
+        "holds": r.holds,
         "peers": peers,
         "subscribers": subscribers,
     })

@@ -8,8 +8,7 @@
 //! (`MEMHA_CHAOS_MEMHA=/path/to/memha` runs another one, e.g. a release build).
 //! `MEMHA_CHAOS_SEED` picks the seed (default: fixed, so a failure replays).
 //!
-//! The kept regression cases (`regressions/*.json`) are replayed by `regression_cases`,
-//! ignored while the problems they found are open.
+//! The kept regression cases (`regressions/*.json`) are replayed by `regression_cases`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -97,12 +96,8 @@ fn broken(r: &serde_json::Value) -> Vec<String> {
         .unwrap_or_else(|| vec!["report has no invariants".into()])
 }
 
-/// The fault types CI injects. Partition and one-way loss are left out while docs/HA.md's
-/// open problem ("after a partition heals, the VIP goes back to a node that has not caught
-/// up": stale reads and stale CAS accepted) is not fixed; its schedule is kept in
-/// `regressions/stale-cas-after-partition-heal.json`. The full runner (`scripts/chaos.sh`)
-/// injects them all.
-const CI_FAULTS: &str = "kill9,sigterm,linkdown,restart_all,clock_skew";
+/// The fault types CI injects: all of them.
+const CI_FAULTS: &str = "kill9,sigterm,partition,linkdown,oneway,restart_all,clock_skew";
 
 #[test]
 fn two_nodes_sync_every_fault_type() {
@@ -139,7 +134,7 @@ fn two_nodes_sync_every_fault_type() {
         .as_array()
         .map(|a| a.iter().filter_map(|k| k["kind"].as_str()).collect())
         .unwrap_or_default();
-    for kind in ["kill9", "sigterm", "linkdown", "restart_all"] {
+    for kind in ["kill9", "sigterm", "partition", "linkdown", "oneway", "restart_all"] {
         assert!(kinds.contains(&kind), "no {kind} fault was injected");
     }
     if !kinds.contains(&"clock_skew") {
@@ -154,33 +149,10 @@ fn two_nodes_sync_every_fault_type() {
     );
 }
 
-/// The regression case of the counter problem (docs/HA.md, problem 1, fixed): restarts of
-/// both nodes must lose no increment.
+/// Every kept case (docs/HA.md, "Problems found"; all fixed) must hold its invariants
+/// again: counters rejoining (problem 1), stale CAS after a partition heals (problem 2),
+/// three nodes' counters.
 #[test]
-fn regression_counter_rejoin() {
-    if let Some(reason) = skip_reason() {
-        eprintln!("skipped: {reason}");
-        return;
-    }
-    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("regressions/counter-rejoin-loses-increments.json");
-    let out = PathBuf::from(env!("CARGO_BIN_EXE_memha-chaos"))
-        .parent()
-        .expect("the binary has a directory")
-        .join(format!("chaos-counter-rejoin-{}", std::process::id()));
-    let Some(r) = run_chaos(&["--schedule", case.to_str().unwrap()], &out) else {
-        return;
-    };
-    let failed = broken(&r);
-    assert!(
-        failed.is_empty(),
-        "invariants broken: {failed:?} (see {})",
-        out.display()
-    );
-}
-
-#[test]
-#[ignore = "open product problem found by memha-chaos (docs/HA.md, \"Problems found\" 2)"]
 fn regression_cases() {
     if let Some(reason) = skip_reason() {
         eprintln!("skipped: {reason}");

@@ -69,6 +69,9 @@ pub struct InstanceSpec {
     /// the RFC's virtual MAC 00:00:5e:00:01:<VRID>, so clients' ARP entries stay valid when
     /// the address moves (see [`Speaker::open`]).
     pub use_vmac: bool,
+    /// Pass the cache's "holding unreplicated writes" on to the state machine
+    /// ([`Speaker::set_hold`]); off, the instance keeps its configured priority.
+    pub hold_unreplicated: bool,
 }
 
 /// Gratuitous ARPs are repeated this often while master, so a switch or client that missed
@@ -122,6 +125,8 @@ struct Router {
     ip_id: u16,
     link_up: bool,
     engine_healthy: bool,
+    /// The cache holds writes a lagging peer lacks (as last reported).
+    engine_hold: bool,
     scripts: Vec<ScriptCheck>,
     /// Who is master as far as we know.
     master: Option<IpAddr>,
@@ -240,6 +245,7 @@ impl Speaker {
                 ip_id: 0,
                 link_up,
                 engine_healthy: false,
+                engine_hold: false,
                 scripts,
                 master: None,
                 garps_sent: 0,
@@ -365,6 +371,35 @@ impl Speaker {
             let after = self.routers[i].operational_health();
             if before != after {
                 self.feed(i, Event::HealthChanged { ready: after }, now);
+            }
+        }
+    }
+
+    /// The cache holds writes a lagging peer lacks, or no longer does: a master advertises
+    /// [`memha_vrrp::HOLD_PRIORITY`] meanwhile (instances with `hold_unreplicated` off
+    /// ignore it).
+    pub fn set_hold(&mut self, hold: bool, now: Instant) {
+        for i in 0..self.routers.len() {
+            let r = &mut self.routers[i];
+            let hold = hold && r.spec.hold_unreplicated;
+            if r.engine_hold != hold {
+                r.engine_hold = hold;
+                if hold && r.fsm.state() == State::Master {
+                    tracing::info!(
+                        "vrrp_instance {}: the cache holds writes a peer lacks; advertising \
+                         priority {} until the peer has them",
+                        r.spec.config.name,
+                        memha_vrrp::HOLD_PRIORITY
+                    );
+                } else if !hold && r.fsm.holding() && r.fsm.state() == State::Master {
+                    tracing::info!(
+                        "vrrp_instance {}: every peer has the cache's writes; advertising \
+                         priority {} again",
+                        r.spec.config.name,
+                        r.spec.config.priority
+                    );
+                }
+                self.feed(i, Event::HoldChanged { hold }, now);
             }
         }
     }
@@ -528,6 +563,7 @@ impl Speaker {
                             .join(","),
                     ),
                     ("holding_vips", u8::from(r.holding).to_string()),
+                    ("unreplicated_hold", u8::from(r.engine_hold).to_string()),
                     ("healthy", u8::from(r.operational_health()).to_string()),
                     ("link_up", u8::from(r.link_up).to_string()),
                     ("transitions", c.transitions.to_string()),

@@ -159,6 +159,10 @@ pub struct VrrpInstance {
     /// 2 or 3.
     pub version: u8,
     pub nopreempt: bool,
+    /// memha's own: while master, advertise priority 254 as long as the cache holds writes a
+    /// lagging peer lacks, so a healed partition keeps the address on the node with the data
+    /// (docs/FAILOVER.md). Default on.
+    pub hold_unreplicated: bool,
     /// Seconds, 0..=1000.
     pub preempt_delay: f64,
     /// `authentication = { auth_type = "PASS", auth_pass = "…" }`, VRRPv2 only; the password.
@@ -341,6 +345,7 @@ struct RawVrrp {
     advert_int: Option<S<f64>>,
     version: Option<S<i64>>,
     nopreempt: Option<bool>,
+    hold_unreplicated: Option<bool>,
     preempt_delay: Option<S<f64>>,
     authentication: Option<S<RawAuth>>,
     virtual_ipaddress: Option<S<Vec<S<String>>>>,
@@ -1107,6 +1112,7 @@ impl Reader<'_> {
             advert_int,
             version,
             nopreempt: r.nopreempt.unwrap_or(false),
+            hold_unreplicated: r.hold_unreplicated.unwrap_or(true),
             preempt_delay,
             auth_pass,
             virtual_ipaddress,
@@ -1436,6 +1442,7 @@ pub fn to_toml(opts: &RunOptions, secrets: Secrets) -> String {
         w.kv("advert_int", v.advert_int.to_string(), "");
         w.kv("version", v.version.to_string(), "");
         w.kv("nopreempt", v.nopreempt.to_string(), "");
+        w.kv("hold_unreplicated", v.hold_unreplicated.to_string(), "");
         w.kv("preempt_delay", v.preempt_delay.to_string(), "");
         match &v.auth_pass {
             Some(p) => w.kv(

@@ -10,6 +10,9 @@
 //! * `ready 0|1` whenever readiness changes (not ready while replication does its first
 //!   sync, and from the moment it begins to stop): the VRRP speaker turns that into FAULT at
 //!   once, without polling;
+//! * `hold 0|1` whenever replication starts or stops holding writes a lagging peer lacks
+//!   (`memha_repl::Replicator::holding`): a master then advertises a raised priority, so a
+//!   healed partition leaves the address with the node that has the data;
 //! * `hb` every 100 ms from inside the runtime: if the runtime wedges, the heartbeats stop
 //!   and the supervisor resigns.
 //!
@@ -83,6 +86,8 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, shared: Arc<Shared>) 
     });
     let mut stop = shared.stop_signal();
     let mut last_ready = None;
+    let mut last_hold = None;
+    let mut holding = shared.repl.as_ref().map(|r| r.watch_holding());
     if wr.write_all(b"started\n").await.is_err() {
         reader.abort();
         return;
@@ -96,12 +101,18 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, shared: Arc<Shared>) 
             msg.extend_from_slice(if ready { b"ready 1\n" } else { b"ready 0\n" });
             last_ready = Some(ready);
         }
+        let hold = holding.as_mut().is_some_and(|h| *h.borrow_and_update());
+        if last_hold != Some(hold) {
+            msg.extend_from_slice(if hold { b"hold 1\n" } else { b"hold 0\n" });
+            last_hold = Some(hold);
+        }
         msg.extend_from_slice(b"hb\n");
         if wr.write_all(&msg).await.is_err() {
             break;
         }
         tokio::select! {
             _ = tick.tick() => {}
+            Ok(()) = async { holding.as_mut().expect("guarded").changed().await }, if holding.is_some() => {}
             changed = stop.changed() => {
                 if changed.is_err() {
                     tick.tick().await; // the stop sender is gone: keep to the beat

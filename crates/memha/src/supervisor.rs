@@ -123,6 +123,8 @@ struct DataProcess {
     ready: bool,
     /// A `ready` line has arrived since the start.
     heard_ready: bool,
+    /// Replication holds writes a lagging peer lacks (`hold 1`).
+    hold: bool,
     /// Marked unhealthy for silence; cleared by the next message.
     silent: bool,
 }
@@ -183,6 +185,7 @@ impl DataProcess {
             started: false,
             ready: false,
             heard_ready: false,
+            hold: false,
             silent: false,
         })
     }
@@ -209,6 +212,8 @@ impl DataProcess {
                 b"started" => self.started = true,
                 b"ready 1" => (self.ready, self.heard_ready) = (true, true),
                 b"ready 0" => (self.ready, self.heard_ready) = (false, true),
+                b"hold 1" => self.hold = true,
+                b"hold 0" => self.hold = false,
                 _ => {}
             }
         }
@@ -410,6 +415,7 @@ pub fn run(prepared: Prepared) -> Result<(), String> {
                 );
             }
         }
+        speaker.set_hold(data.as_ref().is_some_and(|d| d.hold), now);
         let healthy = data.as_ref().is_some_and(|d| d.healthy());
         if healthy != health_reported {
             speaker.set_health(healthy, now);

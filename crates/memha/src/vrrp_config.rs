@@ -73,6 +73,7 @@ pub fn instance_spec(v: &VrrpInstance) -> Result<InstanceSpec, String> {
         unicast_src_ip,
         unicast_peers,
         track_interfaces: v.track_interface.clone(),
+        hold_unreplicated: v.hold_unreplicated,
         track_scripts: v
             .track_script
             .iter()

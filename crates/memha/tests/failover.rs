@@ -266,6 +266,78 @@ fn partition_heals_to_one_holder() {
 }
 
 #[test]
+fn a_healed_partition_leaves_the_vip_with_the_node_that_took_writes() {
+    // Problem 2 of docs/HA.md: n1 (150, preempting) is cut off, n2 takes the VIP and writes
+    // n1 never saw. When the partition heals, n1 must not take the address back until it
+    // has those writes, or clients read (and CAS) its stale copy.
+    let Some(lab) = Lab::new(14, &["n1", "n2", "c"], &["tc"]) else {
+        return;
+    };
+    let (_n1, _n2) = n1_and_n2_preempting(&lab);
+    store_whoami(&lab, lab.vip_mc(), "before", &["n1", "n2"]);
+
+    lab.partition("n1");
+    lab.wait("n2 takes the VIP while n1 is cut off", || {
+        lab.holders().contains(&"n2".to_string())
+    });
+    let n2_addr = lab.addr("n2").to_string();
+    lab.wait("the client reaches n2 through the VIP", || {
+        lab.vip_served_by().as_deref() == Some(n2_addr.as_str())
+    });
+    // Writes through the VIP, a while apart: n2 finds n1 not acknowledging and holds.
+    let repl = |node: &str| {
+        lab.request("c", lab.mc(node), "stats replication\r\n")
+            .map(|r| lab::parse_stats(&r))
+            .unwrap_or_default()
+    };
+    let mut i = 0;
+    lab.wait("n2 holds writes n1 lacks and advertises priority 254", || {
+        i += 1;
+        let value = format!("during{i}");
+        let reply = lab.request(
+            "c",
+            lab.vip_mc(),
+            &format!("set whoami 0 0 {}\r\n{value}\r\n", value.len()),
+        );
+        assert_eq!(reply.as_deref(), Ok("STORED\r\n"), "set through the VIP on n2");
+        std::thread::sleep(Duration::from_millis(50));
+        repl("n2").get("holding").map(String::as_str) == Some("1")
+            && lab.vrrp_stat("n2", "effective_priority").as_deref() == Some("254")
+    });
+    let last = format!("during{i}");
+
+    lab.heal("n1");
+    // n1, master all along on its side of the cut, hears n2's 254 and yields at once
+    // (without the hold, n2 would yield to n1's 150).
+    lab.wait_for(
+        Duration::from_secs(2),
+        "n1 gives the VIP up to n2 after the heal",
+        || lab.holders() == ["n2"],
+    );
+    // From then on, n1 must not hold the VIP before it serves the last write; once it does,
+    // n2 stops holding and n1 (preempting) takes the address back.
+    let mut n1_caught_up = false;
+    lab.wait_for(
+        Duration::from_secs(15),
+        "n1 has n2's writes and holds the VIP again",
+        || {
+            let on_n1 = lab.get("c", lab.mc("n1"), "whoami");
+            n1_caught_up |= on_n1.as_deref() == Some(last.as_str());
+            let holders = lab.holders();
+            assert!(
+                n1_caught_up || !holders.contains(&"n1".to_string()),
+                "n1 holds the VIP but serves whoami={on_n1:?}, not {last}\n{}",
+                lab.describe()
+            );
+            n1_caught_up && holders == ["n1"]
+        },
+    );
+    assert_eq!(lab.get("c", lab.vip_mc(), "whoami").as_deref(), Some(last.as_str()));
+    assert!(repl("n2").get("holds").and_then(|h| h.parse::<u64>().ok()) >= Some(1));
+    assert_eq!(repl("n2").get("holding").map(String::as_str), Some("0"));
+}
+
+#[test]
 fn link_down_is_a_fault() {
     let Some(lab) = Lab::new(4, &["n1", "n2", "c"], &[]) else {
         return;

@@ -110,6 +110,7 @@ fn seed_instance(state: VrrpState, priority: u8, nopreempt: bool) -> VrrpInstanc
         advert_int: 1.0,
         version: 2,
         nopreempt,
+        hold_unreplicated: true,
         preempt_delay: 0.0,
         auth_pass: Some("memcache".into()),
         virtual_ipaddress: vec![VirtualIp {

@@ -9,6 +9,19 @@
 //! Convergence does not depend on the order things arrive in: the receiver applies a write
 //! only if its version is higher than what it holds (last writer wins, `memha-store`), and
 //! deletes leave versioned tombstones. A full sync and the live stream may therefore overlap.
+//!
+//! # Holding
+//!
+//! Last writer wins makes the copies converge, but it cannot stop a client from reading a
+//! node that has not caught up yet. The dangerous moment is a healed partition: the node
+//! that served clients while cut off has writes its peer lacks. This node watches for that
+//! ([`Replicator::holding`]): a peer that has not acknowledged a write [`HOLD_LAG`] after it
+//! was made is *lagging*, and once this node takes further writes while a peer lags, it
+//! *holds* — until every peer has acknowledged everything older than [`HOLD_LAG`]. Writes
+//! already in flight when a link broke do not count, so the node that was merely cut off
+//! does not hold for the few writes that reached it at that instant. The VRRP speaker turns
+//! holding into a raised priority, so the holder keeps the virtual address when the
+//! partition heals.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,13 +41,23 @@ use crate::handshake::{Dialer, Identity, Listener};
 
 /// How long a handshake step may take before the link is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection attempt may take (SYNs to a partitioned peer are not answered;
+/// a fresh attempt after the heal beats waiting for the kernel's SYN retries).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Reconnect backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// A subscriber acknowledges at least this often (writes), and whenever its input drains.
 const ACK_EVERY: u64 = 64;
 /// Heartbeat interval; a link silent for four of them is considered dead.
-const HEARTBEAT: Duration = Duration::from_secs(1);
+const HEARTBEAT: Duration = Duration::from_millis(250);
+/// A write a peer has not acknowledged this long after it was made means the peer lags
+/// (see "Holding" above).
+pub const HOLD_LAG: Duration = Duration::from_millis(100);
+/// How often holding is re-evaluated, and how long every peer must be caught up before a
+/// hold ends (so a loaded link does not flap it).
+const HOLD_TICK: Duration = Duration::from_millis(20);
+const HOLD_RELEASE: Duration = Duration::from_millis(200);
 /// Hash-table buckets copied per lock hold during a full sync.
 const SYNC_PIECE: usize = 1024;
 /// Most replication links (subscribers and handshakes in progress) served at once.
@@ -125,6 +148,10 @@ pub struct ReplStats {
     pub sync_acked: u64,
     pub sync_timeouts: u64,
     pub sync_no_peer: u64,
+    /// This node holds writes a lagging peer lacks (see the module docs), and how many
+    /// times it started holding.
+    pub holding: bool,
+    pub holds: u64,
     pub peers: Vec<PeerStats>,
     pub subscribers: Vec<SubscriberStats>,
 }
@@ -152,6 +179,10 @@ pub struct Replicator {
     sync_acked: AtomicU64,
     sync_timeouts: AtomicU64,
     sync_no_peer: AtomicU64,
+    /// Latest sequence each peer (by node id) acknowledged, across its connections.
+    acked_by_node: Mutex<HashMap<u16, u64>>,
+    holding: watch::Sender<bool>,
+    holds: AtomicU64,
 }
 
 fn wall_ms() -> u64 {
@@ -204,6 +235,9 @@ impl Replicator {
             sync_acked: AtomicU64::new(0),
             sync_timeouts: AtomicU64::new(0),
             sync_no_peer: AtomicU64::new(0),
+            acked_by_node: Mutex::new(HashMap::new()),
+            holding: watch::channel(false).0,
+            holds: AtomicU64::new(0),
         })
     }
 
@@ -324,6 +358,50 @@ impl Replicator {
         self.push(Op::Flush { floor, at });
     }
 
+    /// Whether this node holds writes a lagging peer lacks (module docs, "Holding").
+    pub fn holding(&self) -> bool {
+        *self.holding.borrow()
+    }
+
+    /// Follows [`Replicator::holding`].
+    pub fn watch_holding(&self) -> watch::Receiver<bool> {
+        self.holding.subscribe()
+    }
+
+    /// Re-evaluates holding every [`HOLD_TICK`] until `stop` changes.
+    async fn watch_lag(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut tracker = LagTracker::new(self.cfg.peers.len());
+        let mut tick = tokio::time::interval(HOLD_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let last = self.last_seq();
+            let acked: Vec<u64> = {
+                let ids: Vec<Option<u16>> = self.peers.lock().iter().map(|p| p.node_id).collect();
+                let by_node = self.acked_by_node.lock();
+                ids.iter()
+                    .map(|id| id.and_then(|id| by_node.get(&id).copied()).unwrap_or(0))
+                    .collect()
+            };
+            let hold = tracker.update(Instant::now(), last, &acked);
+            if hold != self.holding() {
+                if hold {
+                    self.holds.fetch_add(1, Relaxed);
+                    tracing::info!(
+                        "replication: holding: writes made here since a peer stopped \
+                         acknowledging; until every peer has them"
+                    );
+                } else {
+                    tracing::info!("replication: every peer has this node's writes; not holding");
+                }
+                self.holding.send_replace(hold);
+            }
+        }
+    }
+
     /// True once every peer finished a first sync (or the grace period passed).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Relaxed)
@@ -389,6 +467,8 @@ impl Replicator {
             sync_acked: self.sync_acked.load(Relaxed),
             sync_timeouts: self.sync_timeouts.load(Relaxed),
             sync_no_peer: self.sync_no_peer.load(Relaxed),
+            holding: self.holding(),
+            holds: self.holds.load(Relaxed),
             peers,
             subscribers,
         }
@@ -398,6 +478,9 @@ impl Replicator {
     pub async fn run(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
         for i in 0..self.cfg.peers.len() {
             tokio::spawn(self.clone().subscribe(i, stop.clone()));
+        }
+        if !self.cfg.peers.is_empty() {
+            tokio::spawn(self.clone().watch_lag(stop.clone()));
         }
         if !self.cfg.peers.is_empty() {
             // Ready once every peer synced; after the grace period, once every peer that
@@ -582,6 +665,9 @@ impl Replicator {
                                 s.acked_seq = s.acked_seq.max(seq);
                                 self.acked_max.fetch_max(seq, Relaxed);
                                 self.ack_notify.notify_waiters();
+                                let mut by_node = self.acked_by_node.lock();
+                                let a = by_node.entry(s.node_id).or_default();
+                                *a = (*a).max(seq);
                             }
                         }
                         inbuf.drain(..consumed);
@@ -731,7 +817,7 @@ impl Replicator {
     }
 
     async fn subscribe_once(&self, peer: usize, addr: &str) -> Result<(), String> {
-        let mut stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
+        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| format!("connect: {e}"))?;
@@ -874,7 +960,7 @@ impl Replicator {
             }
             let n = tokio::time::timeout(HEARTBEAT * 4, stream.read(&mut read_buf))
                 .await
-                .map_err(|_| "peer silent for 4 s".to_string())?
+                .map_err(|_| format!("peer silent for {:?}", HEARTBEAT * 4))?
                 .map_err(|e| e.to_string())?;
             if n == 0 {
                 return Err("closed by the peer".into());
@@ -991,5 +1077,137 @@ async fn write_within<W: tokio::io::AsyncWrite + Unpin>(
     match tokio::time::timeout(WRITE_TIMEOUT, w.write_all(buf)).await {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err(format!("peer stopped reading for {WRITE_TIMEOUT:?}")),
+    }
+}
+
+/// Decides holding from samples of this node's write sequence and its peers' acknowledged
+/// positions (module docs, "Holding"). Pure, so the rule is tested without a network.
+struct LagTracker {
+    /// (when, last sequence then), oldest first; only the newest one older than
+    /// [`HOLD_LAG`] is kept beyond the window.
+    samples: std::collections::VecDeque<(Instant, u64)>,
+    /// Per peer: the sequence this node had reached when the peer was found lagging.
+    lagging_since: Vec<Option<u64>>,
+    /// Holding, and since when every peer has been caught up (release is debounced).
+    hold: bool,
+    caught_up_since: Option<Instant>,
+}
+
+impl LagTracker {
+    fn new(peers: usize) -> LagTracker {
+        LagTracker {
+            samples: std::collections::VecDeque::new(),
+            lagging_since: vec![None; peers],
+            hold: false,
+            caught_up_since: None,
+        }
+    }
+
+    /// `last`: this node's latest write; `acked[i]`: what peer `i` acknowledged.
+    fn update(&mut self, now: Instant, last: u64, acked: &[u64]) -> bool {
+        self.samples.push_back((now, last));
+        while self.samples.len() >= 2 && now.duration_since(self.samples[1].0) >= HOLD_LAG {
+            self.samples.pop_front();
+        }
+        let (t0, s0) = self.samples[0];
+        // Every write up to `due` is at least HOLD_LAG old.
+        let due = if now.duration_since(t0) >= HOLD_LAG { s0 } else { 0 };
+        let mut wrote_while_lagging = false;
+        let mut any_lagging = false;
+        for (since, &a) in self.lagging_since.iter_mut().zip(acked) {
+            if a < due {
+                any_lagging = true;
+                let from = *since.get_or_insert(last);
+                wrote_while_lagging |= last > from;
+            } else {
+                *since = None;
+            }
+        }
+        if wrote_while_lagging {
+            self.hold = true;
+            self.caught_up_since = None;
+        } else if self.hold && !any_lagging {
+            let since = *self.caught_up_since.get_or_insert(now);
+            if now.duration_since(since) >= HOLD_RELEASE {
+                self.hold = false;
+                self.caught_up_since = None;
+            }
+        } else {
+            self.caught_up_since = None;
+        }
+        self.hold
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_node_writing_while_a_peer_lags_holds_until_the_peer_caught_up() {
+        let t0 = Instant::now();
+        let mut t = LagTracker::new(1);
+        let mut seq = 0;
+        let at = |ms: u64, seq: u64, acked: u64, t: &mut LagTracker| {
+            t.update(t0 + MS * ms as u32, seq, &[acked])
+        };
+        // Healthy: the peer acknowledges within a few ms.
+        for ms in (0..500).step_by(20) {
+            seq += 10;
+            assert!(!at(ms, seq, seq - 5, &mut t));
+        }
+        // The link breaks at 500 ms: the peer's acks stop at `seq`.
+        let cut = seq;
+        let mut held_at = None;
+        for ms in (500..1500).step_by(20) {
+            seq += 10;
+            if at(ms, seq, cut, &mut t) && held_at.is_none() {
+                held_at = Some(ms);
+            }
+        }
+        let held_at = held_at.expect("holds while writing with a lagging peer");
+        assert!((600..=660).contains(&held_at), "held at {held_at} ms");
+        // The peer is back and catches up; the hold ends HOLD_RELEASE later.
+        let mut released = None;
+        for ms in (1500..2500).step_by(20) {
+            seq += 10;
+            if !at(ms, seq, seq - 3, &mut t) && released.is_none() {
+                released = Some(ms);
+            }
+        }
+        let released = released.expect("released");
+        assert!((1700..=1760).contains(&released), "released at {released} ms");
+    }
+
+    #[test]
+    fn a_node_cut_off_without_new_writes_does_not_hold() {
+        let t0 = Instant::now();
+        let mut t = LagTracker::new(2);
+        // Three writes reached this node just before its links broke; nothing after.
+        for ms in (0..3000).step_by(20) {
+            assert!(!t.update(t0 + MS * ms as u32, 103, &[100, 100]), "at {ms} ms");
+        }
+        // A peer that never connected (acked 0) and no writes: no hold either.
+        let mut t = LagTracker::new(1);
+        for ms in (0..1000).step_by(20) {
+            assert!(!t.update(t0 + MS * ms as u32, 0, &[0]));
+        }
+        // ...but writes with it never there do hold (this node has data it lacks).
+        let mut held = false;
+        for (i, ms) in (1000..1500).step_by(20).enumerate() {
+            held |= t.update(t0 + MS * ms as u32, i as u64 + 1, &[0]);
+        }
+        assert!(held);
+    }
+
+    #[test]
+    fn no_peers_never_hold() {
+        let t0 = Instant::now();
+        let mut t = LagTracker::new(0);
+        for ms in (0..1000).step_by(20) {
+            assert!(!t.update(t0 + MS * ms as u32, ms as u64, &[]));
+        }
     }
 }

@@ -315,6 +315,8 @@ fn replication(shared: &Shared, out: &mut Vec<u8>) {
     push_stat(out, "sync_acked", r.sync_acked);
     push_stat(out, "sync_timeouts", r.sync_timeouts);
     push_stat(out, "sync_no_peer", r.sync_no_peer);
+    push_stat(out, "holding", u8::from(r.holding));
+    push_stat(out, "holds", r.holds);
     for (i, p) in r.peers.iter().enumerate() {
         let st = |out: &mut Vec<u8>, name: &str, v: &dyn std::fmt::Display| {
             push_stat(out, &format!("peer{i}:{name}"), v)

@@ -36,12 +36,22 @@
 //!   re-advertises at once and re-sends its GARPs; the RFC just discards it.
 //! * Priority 255 (address owner): becomes master at startup, always preempts, ignores
 //!   `nopreempt` and `preempt_delay`.
+//! * Hold ([`Event::HoldChanged`]): a master whose cache holds acknowledged writes that a
+//!   peer has not received (it served clients while cut off from that peer) advertises
+//!   [`HOLD_PRIORITY`] instead of its own priority until the peer has them. Two masters
+//!   meeting after a partition then settle on the one with the data, whatever their
+//!   configured priorities: the other yields instead of taking the address back with stale
+//!   contents. To any other router (keepalived too) this is an ordinary priority change.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::packet::{Advert, Auth, DropCounters, DropReason, RxCheck, Version};
+
+/// The priority a holding master advertises (see the module docs): above every configured
+/// priority except the address owner's 255.
+pub const HOLD_PRIORITY: u8 = 254;
 
 // ===== configuration =====
 
@@ -255,6 +265,11 @@ pub enum Event {
     HealthChanged {
         ready: bool,
     },
+    /// The cache holds acknowledged writes a peer lacks (true) or every peer has them again
+    /// (false). A master advertises [`HOLD_PRIORITY`] while it holds.
+    HoldChanged {
+        hold: bool,
+    },
     /// The interface (and every tracked interface) is up again.
     InterfaceUp,
     /// The interface or a tracked interface went down.
@@ -343,6 +358,7 @@ pub struct Instance {
     state: State,
     healthy: bool,
     link_up: bool,
+    hold: bool,
     /// Master_Adver_Interval, centiseconds (v3: learnt from the master; v2: ours).
     master_adver_int_cs: u16,
     timers: [Option<Instant>; 4],
@@ -360,6 +376,7 @@ impl Instance {
             state: State::Initialize,
             healthy: true,
             link_up: true,
+            hold: false,
             timers: [None; 4],
             counters: Counters::default(),
         })
@@ -377,12 +394,27 @@ impl Instance {
         &self.counters
     }
 
-    /// The priority we currently advertise: 0 unless healthy with the link up.
+    /// The priority we currently advertise (or would, as master): 0 unless healthy with the
+    /// link up; [`HOLD_PRIORITY`] for a holding master.
     pub fn effective_priority(&self) -> u8 {
         if self.operational() {
-            self.cfg.priority
+            self.master_priority()
         } else {
             0
+        }
+    }
+
+    /// Whether the cache said it holds writes a peer lacks ([`Event::HoldChanged`]).
+    pub fn holding(&self) -> bool {
+        self.hold
+    }
+
+    /// The priority a master advertises and compares with: raised while holding.
+    fn master_priority(&self) -> u8 {
+        if self.hold && self.state == State::Master {
+            self.cfg.priority.max(HOLD_PRIORITY)
+        } else {
+            self.cfg.priority
         }
     }
 
@@ -465,6 +497,16 @@ impl Instance {
                 self.healthy = ready;
                 self.reassess(now, &mut out);
             }
+            Event::HoldChanged { hold } => {
+                let was = self.master_priority();
+                self.hold = hold;
+                if self.state == State::Master && self.master_priority() != was {
+                    // Say it at once: a master that is about to meet us after a heal must
+                    // hear the new priority, not the one of the last interval.
+                    self.send_advert(self.master_priority(), &mut out);
+                    self.arm_advert(now, &mut out);
+                }
+            }
             Event::InterfaceUp => {
                 self.link_up = true;
                 self.reassess(now, &mut out);
@@ -490,7 +532,7 @@ impl Instance {
             }
             Event::AdvertTimerFired => {
                 if self.fired(TimerKind::Advert) && self.state == State::Master {
-                    self.send_advert(self.cfg.priority, &mut out);
+                    self.send_advert(self.master_priority(), &mut out);
                     self.arm_advert(now, &mut out);
                 }
             }
@@ -532,7 +574,8 @@ impl Instance {
     fn become_master(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.cancel(TimerKind::MasterDown, out);
         self.cancel(TimerKind::PreemptDelay, out);
-        self.send_advert(self.cfg.priority, out);
+        self.state = State::Master; // master_priority() is the master's from here on
+        self.send_advert(self.master_priority(), out);
         out.push(Action::AddVip);
         out.push(Action::SendGarp {
             count: self.cfg.garp_count,
@@ -621,7 +664,7 @@ impl Instance {
         if priority == 0 {
             self.counters.priority0_received += 1;
         }
-        let ours = self.cfg.priority;
+        let ours = self.master_priority();
         match self.state {
             State::Backup => {
                 if priority == 0 {

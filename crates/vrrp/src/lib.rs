@@ -33,6 +33,6 @@ pub mod packet;
 
 pub use fsm::{
     notify_args, Action, Config, ConfigError, Counters, Event, InitialState, Instance, NotifyState,
-    State, TimerKind,
+    State, TimerKind, HOLD_PRIORITY,
 };
 pub use packet::{Advert, Auth, DropCounters, DropReason, EncodeError, RxCheck, RxMeta, Version};

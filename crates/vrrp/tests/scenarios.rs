@@ -1099,6 +1099,59 @@ fn partition_heal_loser_heard_first() {
 }
 
 #[test]
+fn partition_heal_the_master_holding_unreplicated_writes_keeps_the_address() {
+    // n1 (100) is cut off; n2 (90) takes over and takes writes n1 does not have, so its
+    // cache says "hold": it advertises 254. After the heal n1 yields to it, whichever advert
+    // arrives first, and the client stays with n2.
+    for heal_ms in [20_000, 20_300] {
+        let mut net = pair(seed(100, 11), seed(90, 12));
+        net.partition(10_000, 0, 1, true);
+        net.run_until(15_000);
+        assert_eq!(net.holders(), vec![0, 1]);
+        net.event(15_000, 1, Event::HoldChanged { hold: true });
+        net.run_until(19_000);
+        assert!(net.log.iter().any(|l| l == "15.000000 n2 advert 254"), "{:#?}", net.log);
+        net.log.clear();
+        net.partition(heal_ms, 0, 1, false);
+        net.run_until(30_000);
+        assert_eq!(net.holders(), vec![1], "heal at {heal_ms}: {:#?}", net.log);
+        assert_eq!(net.client_arp, Some(1));
+        assert_eq!(net.state(0), State::Backup);
+        // Every peer has the writes again: n2 advertises its own priority, and n1 (which
+        // preempts) takes the address back after its down timer.
+        net.log.clear();
+        net.event(31_000, 1, Event::HoldChanged { hold: false });
+        net.run_until(40_000);
+        assert!(net.log.iter().any(|l| l == "31.000000 n2 advert 90"), "{:#?}", net.log);
+        assert_eq!(net.holders(), vec![0], "{:#?}", net.log);
+        assert_eq!(net.client_arp, Some(0));
+        net.assert_clean();
+    }
+}
+
+#[test]
+fn hold_only_raises_a_master_and_never_a_resigning_one() {
+    // A backup that holds does not preempt the master with it.
+    let mut net = pair(seed(100, 11), seed(90, 12));
+    net.event(10_000, 1, Event::HoldChanged { hold: true });
+    net.run_until(20_000);
+    assert_eq!(net.holders(), vec![0]);
+    assert_eq!(net.nodes[1].inst.effective_priority(), 90);
+    // A holding master that becomes unhealthy still resigns with priority 0.
+    net.event(20_000, 0, Event::HoldChanged { hold: true });
+    net.run_until(21_000);
+    assert_eq!(net.nodes[0].inst.effective_priority(), 254);
+    net.log.clear();
+    net.event(22_000, 0, Event::HealthChanged { ready: false });
+    net.run_until(30_000);
+    assert!(net.log.iter().any(|l| l == "22.000000 n1 advert 0"), "{:#?}", net.log);
+    assert_eq!(net.holders(), vec![1]);
+    // n2 is master and holding now: it advertises 254 from its first advert.
+    assert!(net.log.iter().any(|l| l.ends_with("n2 advert 254")), "{:#?}", net.log);
+    net.assert_clean();
+}
+
+#[test]
 fn partition_heal_without_the_yield_advert_black_holes() {
     // Control experiment: with keepalived's default (no advert when yielding) the same heal
     // leaves the client pointing at n2, which no longer holds the VIP.
