@@ -134,7 +134,14 @@ fn two_nodes_sync_every_fault_type() {
         .as_array()
         .map(|a| a.iter().filter_map(|k| k["kind"].as_str()).collect())
         .unwrap_or_default();
-    for kind in ["kill9", "sigterm", "partition", "linkdown", "oneway", "restart_all"] {
+    for kind in [
+        "kill9",
+        "sigterm",
+        "partition",
+        "linkdown",
+        "oneway",
+        "restart_all",
+    ] {
         assert!(kinds.contains(&kind), "no {kind} fault was injected");
     }
     if !kinds.contains(&"clock_skew") {

@@ -291,19 +291,26 @@ fn a_healed_partition_leaves_the_vip_with_the_node_that_took_writes() {
             .unwrap_or_default()
     };
     let mut i = 0;
-    lab.wait("n2 holds writes n1 lacks and advertises priority 254", || {
-        i += 1;
-        let value = format!("during{i}");
-        let reply = lab.request(
-            "c",
-            lab.vip_mc(),
-            &format!("set whoami 0 0 {}\r\n{value}\r\n", value.len()),
-        );
-        assert_eq!(reply.as_deref(), Ok("STORED\r\n"), "set through the VIP on n2");
-        std::thread::sleep(Duration::from_millis(50));
-        repl("n2").get("holding").map(String::as_str) == Some("1")
-            && lab.vrrp_stat("n2", "effective_priority").as_deref() == Some("254")
-    });
+    lab.wait(
+        "n2 holds writes n1 lacks and advertises priority 254",
+        || {
+            i += 1;
+            let value = format!("during{i}");
+            let reply = lab.request(
+                "c",
+                lab.vip_mc(),
+                &format!("set whoami 0 0 {}\r\n{value}\r\n", value.len()),
+            );
+            assert_eq!(
+                reply.as_deref(),
+                Ok("STORED\r\n"),
+                "set through the VIP on n2"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+            repl("n2").get("holding").map(String::as_str) == Some("1")
+                && lab.vrrp_stat("n2", "effective_priority").as_deref() == Some("254")
+        },
+    );
     let last = format!("during{i}");
 
     lab.heal("n1");
@@ -332,7 +339,10 @@ fn a_healed_partition_leaves_the_vip_with_the_node_that_took_writes() {
             n1_caught_up && holders == ["n1"]
         },
     );
-    assert_eq!(lab.get("c", lab.vip_mc(), "whoami").as_deref(), Some(last.as_str()));
+    assert_eq!(
+        lab.get("c", lab.vip_mc(), "whoami").as_deref(),
+        Some(last.as_str())
+    );
     assert!(repl("n2").get("holds").and_then(|h| h.parse::<u64>().ok()) >= Some(1));
     assert_eq!(repl("n2").get("holding").map(String::as_str), Some("0"));
 }

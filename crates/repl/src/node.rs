@@ -1111,7 +1111,11 @@ impl LagTracker {
         }
         let (t0, s0) = self.samples[0];
         // Every write up to `due` is at least HOLD_LAG old.
-        let due = if now.duration_since(t0) >= HOLD_LAG { s0 } else { 0 };
+        let due = if now.duration_since(t0) >= HOLD_LAG {
+            s0
+        } else {
+            0
+        };
         let mut wrote_while_lagging = false;
         let mut any_lagging = false;
         for (since, &a) in self.lagging_since.iter_mut().zip(acked) {
@@ -1178,7 +1182,10 @@ mod tests {
             }
         }
         let released = released.expect("released");
-        assert!((1700..=1760).contains(&released), "released at {released} ms");
+        assert!(
+            (1700..=1760).contains(&released),
+            "released at {released} ms"
+        );
     }
 
     #[test]
@@ -1187,7 +1194,10 @@ mod tests {
         let mut t = LagTracker::new(2);
         // Three writes reached this node just before its links broke; nothing after.
         for ms in (0..3000).step_by(20) {
-            assert!(!t.update(t0 + MS * ms as u32, 103, &[100, 100]), "at {ms} ms");
+            assert!(
+                !t.update(t0 + MS * ms as u32, 103, &[100, 100]),
+                "at {ms} ms"
+            );
         }
         // A peer that never connected (acked 0) and no writes: no hold either.
         let mut t = LagTracker::new(1);

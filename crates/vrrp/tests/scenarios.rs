@@ -1110,7 +1110,11 @@ fn partition_heal_the_master_holding_unreplicated_writes_keeps_the_address() {
         assert_eq!(net.holders(), vec![0, 1]);
         net.event(15_000, 1, Event::HoldChanged { hold: true });
         net.run_until(19_000);
-        assert!(net.log.iter().any(|l| l == "15.000000 n2 advert 254"), "{:#?}", net.log);
+        assert!(
+            net.log.iter().any(|l| l == "15.000000 n2 advert 254"),
+            "{:#?}",
+            net.log
+        );
         net.log.clear();
         net.partition(heal_ms, 0, 1, false);
         net.run_until(30_000);
@@ -1122,7 +1126,11 @@ fn partition_heal_the_master_holding_unreplicated_writes_keeps_the_address() {
         net.log.clear();
         net.event(31_000, 1, Event::HoldChanged { hold: false });
         net.run_until(40_000);
-        assert!(net.log.iter().any(|l| l == "31.000000 n2 advert 90"), "{:#?}", net.log);
+        assert!(
+            net.log.iter().any(|l| l == "31.000000 n2 advert 90"),
+            "{:#?}",
+            net.log
+        );
         assert_eq!(net.holders(), vec![0], "{:#?}", net.log);
         assert_eq!(net.client_arp, Some(0));
         net.assert_clean();
@@ -1144,10 +1152,18 @@ fn hold_only_raises_a_master_and_never_a_resigning_one() {
     net.log.clear();
     net.event(22_000, 0, Event::HealthChanged { ready: false });
     net.run_until(30_000);
-    assert!(net.log.iter().any(|l| l == "22.000000 n1 advert 0"), "{:#?}", net.log);
+    assert!(
+        net.log.iter().any(|l| l == "22.000000 n1 advert 0"),
+        "{:#?}",
+        net.log
+    );
     assert_eq!(net.holders(), vec![1]);
     // n2 is master and holding now: it advertises 254 from its first advert.
-    assert!(net.log.iter().any(|l| l.ends_with("n2 advert 254")), "{:#?}", net.log);
+    assert!(
+        net.log.iter().any(|l| l.ends_with("n2 advert 254")),
+        "{:#?}",
+        net.log
+    );
     net.assert_clean();
 }
 
