@@ -16,7 +16,11 @@
 //! the removal is deferred until another router announces itself master (its advert
 //! arrives just before its GARPs), or a Master_Down_Interval has passed. Meanwhile this node
 //! still answers: on a graceful stop the cache is still serving (no request fails); after a
-//! crash the port is closed and clients get a reset at once and retry.
+//! crash the port is closed and clients get a reset at once and retry. Even after the
+//! successor's advert the addresses stay [`HANDOVER_GRACE`] longer: requests that reached
+//! this node just before the clients' ARP caches switched are still being answered, and a
+//! reply from an address already gone would be dropped, leaving the client to wait for a
+//! TCP retransmission (~200 ms) that the new master can only answer with a reset.
 //!
 //! A master that yields to a better advert removes its VIPs at once: the winner already
 //! holds them.
@@ -74,6 +78,10 @@ pub struct InstanceSpec {
     pub hold_unreplicated: bool,
 }
 
+/// How long a resigning master keeps its addresses after its successor announced itself
+/// (module docs).
+pub const HANDOVER_GRACE: Duration = Duration::from_millis(50);
+
 /// Gratuitous ARPs are repeated this often while master, so a switch or client that missed
 /// the takeover burst (or flushed its tables) finds the VIP again.
 const GARP_REFRESH: Duration = Duration::from_secs(60);
@@ -121,6 +129,8 @@ struct Router {
     holding: bool,
     /// A resign is waiting for another master before the VIPs go (see the module docs).
     pending_removal: Option<Instant>,
+    /// The successor of a pending removal has announced itself.
+    successor_seen: bool,
     next_garp_refresh: Option<Instant>,
     ip_id: u16,
     link_up: bool,
@@ -241,6 +251,7 @@ impl Speaker {
                 timers: [None; 4],
                 holding: false,
                 pending_removal: None,
+                successor_seen: false,
                 next_garp_refresh: None,
                 ip_id: 0,
                 link_up,
@@ -348,10 +359,12 @@ impl Speaker {
                 }
             }
             if self.routers[i].pending_removal.is_some_and(|t| t <= now) {
-                tracing::info!(
-                    "vrrp_instance {}: no new master announced itself; removing the virtual addresses",
-                    self.routers[i].spec.config.name
-                );
+                if !self.routers[i].successor_seen {
+                    tracing::info!(
+                        "vrrp_instance {}: no new master announced itself; removing the virtual addresses",
+                        self.routers[i].spec.config.name
+                    );
+                }
                 self.remove_vips(i);
             }
             if self.routers[i].next_garp_refresh.is_some_and(|t| t <= now) {
@@ -698,13 +711,15 @@ impl Speaker {
                     }
                     if advert.priority > 0 {
                         r.master = Some(meta.src);
-                        if r.pending_removal.is_some() {
+                        if let Some(at) = r.pending_removal.filter(|_| !r.successor_seen) {
                             tracing::info!(
-                                "vrrp_instance {}: {} took over; removing the virtual addresses",
+                                "vrrp_instance {}: {} took over; removing the virtual addresses in {} ms",
                                 r.spec.config.name,
-                                meta.src
+                                meta.src,
+                                HANDOVER_GRACE.as_millis()
                             );
-                            self.remove_vips(i);
+                            r.successor_seen = true;
+                            r.pending_removal = Some(at.min(now + HANDOVER_GRACE));
                         }
                     } else if self.routers[i].master == Some(meta.src) {
                         self.routers[i].master = None;
@@ -820,6 +835,7 @@ impl Speaker {
                     // Resigning (FAULT or stop) while holding: wait for the successor.
                     if r.holding && matches!(r.fsm.state(), State::Fault | State::Initialize) {
                         r.pending_removal = Some(now + r.fsm.master_down_interval());
+                        r.successor_seen = false;
                         r.next_garp_refresh = None;
                     } else {
                         self.remove_vips(i);
