@@ -72,6 +72,19 @@ fn store_whoami(lab: &Lab, via: std::net::SocketAddr, value: &str, nodes: &[&str
     }
 }
 
+/// Cuts n1 off and waits until n2 holds the VIP and the client, through the VIP, reaches n2
+/// (its ARP cache now points there).
+fn partition_n1_until_the_client_reaches_n2(lab: &Lab) {
+    lab.partition("n1");
+    lab.wait("n2 takes the VIP while n1 is cut off", || {
+        lab.holders().contains(&"n2".to_string())
+    });
+    let n2_addr = lab.addr("n2").to_string();
+    lab.wait("the client reaches n2 through the VIP", || {
+        lab.vip_served_by().as_deref() == Some(n2_addr.as_str())
+    });
+}
+
 /// After the last MASTER the notify hook reported, FAULT and then BACKUP.
 fn fault_then_backup_after_master(states: &[String]) -> bool {
     let Some(m) = states.iter().rposition(|s| s == "MASTER") else {
@@ -230,15 +243,7 @@ fn partition_heals_to_one_holder() {
         lab.vrrp_counter("n1", "garps_sent") > garps
     });
 
-    lab.partition("n1");
-    lab.wait("n2 takes the VIP while n1 is cut off", || {
-        lab.holders().contains(&"n2".to_string())
-    });
-    // The client uses the VIP meanwhile: its ARP cache now points at n2.
-    let n2_addr = lab.addr("n2").to_string();
-    lab.wait("the client reaches n2 through the VIP", || {
-        lab.vip_served_by().as_deref() == Some(n2_addr.as_str())
-    });
+    partition_n1_until_the_client_reaches_n2(&lab);
     lab.heal("n1");
     lab.wait("exactly one node holds the VIP after the heal", || {
         lab.holders().len() == 1
@@ -276,14 +281,7 @@ fn a_healed_partition_leaves_the_vip_with_the_node_that_took_writes() {
     let (_n1, _n2) = n1_and_n2_preempting(&lab);
     store_whoami(&lab, lab.vip_mc(), "before", &["n1", "n2"]);
 
-    lab.partition("n1");
-    lab.wait("n2 takes the VIP while n1 is cut off", || {
-        lab.holders().contains(&"n2".to_string())
-    });
-    let n2_addr = lab.addr("n2").to_string();
-    lab.wait("the client reaches n2 through the VIP", || {
-        lab.vip_served_by().as_deref() == Some(n2_addr.as_str())
-    });
+    partition_n1_until_the_client_reaches_n2(&lab);
     // Writes through the VIP, a while apart: n2 finds n1 not acknowledging and holds.
     let repl = |node: &str| {
         lab.request("c", lab.mc(node), "stats replication\r\n")
