@@ -116,6 +116,18 @@ pub const REPLICATION: &[ReplScalar] = &[
         "Times this node started holding writes a lagging peer lacked.",
         |r| Num::Int(r.holds),
     ),
+    (
+        "memha_replication_client_connections_shared",
+        Kind::Gauge,
+        "Client connections of this node open a second or more, told to its peers so that a node taking the VIP over can reset them at once.",
+        |r| Num::Int(r.client_conns_shared),
+    ),
+    (
+        "memha_replication_peer_client_connections",
+        Kind::Gauge,
+        "Client connections the peers told this node about (reset with tickle ACKs if this node takes their VIP over).",
+        |r| Num::Int(r.peer_client_conns),
+    ),
 ];
 
 /// A per-peer replication figure.
@@ -193,7 +205,7 @@ pub type VrrpFig = (&'static str, Kind, &'static str, &'static str);
 
 /// Per-instance figures after `memha_vrrp_state` and `memha_vrrp_master_info`, in
 /// exposition order.
-pub const PER_VRRP_INSTANCE: [VrrpFig; 15] = [
+pub const PER_VRRP_INSTANCE: [VrrpFig; 17] = [
     (
         "memha_vrrp_priority",
         Kind::Gauge,
@@ -266,6 +278,18 @@ pub const PER_VRRP_INSTANCE: [VrrpFig; 15] = [
         Kind::Counter,
         "Gratuitous ARPs sent for the virtual addresses.",
         "garps_sent",
+    ),
+    (
+        "memha_vrrp_silent_master_takeovers_total",
+        Kind::Counter,
+        "Takeovers from a master that went silent (no priority-0 advert): its clients' connections are reset at once.",
+        "silent_master_takeovers",
+    ),
+    (
+        "memha_vrrp_clients_reset_total",
+        Kind::Counter,
+        "Client connections to a silent master reset at a takeover (tickle ACKs sent), so pooled clients reconnect without waiting for a TCP retransmission.",
+        "clients_reset",
     ),
     (
         "memha_vrrp_send_errors_total",
@@ -871,6 +895,8 @@ pub(crate) mod tests {
             ("priority0_sent", "0"),
             ("priority0_received", "1"),
             ("garps_sent", "10"),
+            ("silent_master_takeovers", "1"),
+            ("clients_reset", "12"),
             ("vip_adds", "2"),
             ("vip_removes", "0"),
             ("send_errors", "3"),
@@ -1003,7 +1029,7 @@ pub(crate) mod tests {
         let text = render(&s);
         let n = validate(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         // Scalars, build info, classes, replication and VRRP enabled, then VI_1: 4 states,
-        // master, 15 figures, 14 reasons; VI_2: 4 states, master, 8 of the figures (priority
+        // master, 17 figures, 14 reasons; VI_2: 4 states, master, 8 of the figures (priority
         // unparsable; no priority0_*, garps, send/netlink/hook errors), 13 reasons.
         let vi_1 = VRRP_STATES.len() + 1 + PER_VRRP_INSTANCE.len() + DROP_REASONS.len();
         let vi_2 = VRRP_STATES.len() + 1 + 8 + DROP_REASONS.len() - 1;
@@ -1019,6 +1045,7 @@ pub(crate) mod tests {
             "memha_vrrp_master_info{instance=\"VI_1\",master=\"10.0.0.1\"} 1",
             "memha_vrrp_master_info{instance=\"VI_2\",master=\"none\"} 1",
             "memha_vrrp_priority{instance=\"VI_1\"} 150",
+            "memha_vrrp_clients_reset_total{instance=\"VI_1\"} 12",
             "memha_vrrp_dropped_total{instance=\"VI_1\",reason=\"checksum\"} 5",
         ] {
             assert!(text.contains(&format!("\n{line}\n")), "{line}\n{text}");

@@ -160,6 +160,9 @@ pub fn replication(r: &ReplStats) -> Value {
         "partial_syncs_served": r.partial_syncs_served,
         "holding": r.holding,
         "holds": r.holds,
+        "client_conns": r.client_conns,
+        "client_conns_shared": r.client_conns_shared,
+        "peer_client_conns": r.peer_client_conns,
         "peers": peers,
         "subscribers": subscribers,
     })
@@ -213,7 +216,7 @@ mod tests {
         assert_eq!(a.len(), 2);
         let vi_1 = &a[0];
         // name + every key of the report, in the report's order.
-        assert_eq!(vi_1.as_object().unwrap().len(), 1 + 28 + DROP_REASONS.len());
+        assert_eq!(vi_1.as_object().unwrap().len(), 1 + 30 + DROP_REASONS.len());
         assert_eq!(
             vi_1,
             &serde_json::from_str::<Value>(
@@ -224,7 +227,8 @@ mod tests {
                 "vips": "10.0.0.100,10.0.0.101", "holding_vips": 1, "healthy": 1,
                 "link_up": 1, "transitions": 2, "became_master": 1, "adverts_sent": 1200,
                 "adverts_received": 7, "priority0_sent": 0, "priority0_received": 1,
-                "garps_sent": 10, "vip_adds": 2, "vip_removes": 0, "send_errors": 3,
+                "garps_sent": 10, "silent_master_takeovers": 1, "clients_reset": 12,
+                "vip_adds": 2, "vip_removes": 0, "send_errors": 3,
                 "netlink_errors": 0, "unknown_peer": 0, "hooks_started": 4,
                 "hooks_failed": 1, "dropped_total": 14,
                 "dropped_too_short": 0, "dropped_ip_header": 1, "dropped_not_vrrp": 0,

@@ -7,6 +7,8 @@
 //!   addresses, MAC and link state) and a subscription to link up/down events.
 //! * [`socket`]: the raw IPv4 socket for protocol 112 (adverts in and out, multicast or
 //!   unicast) and the `AF_PACKET` socket gratuitous ARPs go out on.
+//! * [`tickle`]: resets the clients' connections to a master that went silent, at once,
+//!   when this node takes its addresses over.
 //! * [`hooks`]: keepalived-compatible notify scripts, run without ever blocking the loop.
 //! * [`speaker`]: one `poll` loop that feeds sockets, timers, link events and the cache's
 //!   health to every configured instance and carries out what they decide.
@@ -19,3 +21,4 @@ pub mod hooks;
 pub mod netlink;
 pub mod socket;
 pub mod speaker;
+pub mod tickle;

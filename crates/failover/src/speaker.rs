@@ -26,7 +26,7 @@
 //! holds them.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,6 +37,7 @@ use memha_vrrp::{Action, Config, Event, Instance, State, TimerKind};
 use crate::hooks::{HookRunner, Hooks};
 use crate::netlink::{Link, LinkEvents, Netlink};
 use crate::socket::{ArpSocket, VrrpSocket};
+use crate::tickle::TickleSocket;
 
 /// keepalived's `vrrp_script`, for operators who want their own check on top of the
 /// cache's health. `weight` 0 (keepalived's default): a failing script puts the instance
@@ -141,6 +142,8 @@ struct Router {
     /// Who is master as far as we know.
     master: Option<IpAddr>,
     garps_sent: u64,
+    /// Client connections reset at takeovers from a silent master (tickles sent).
+    clients_reset: u64,
     vip_adds: u64,
     vip_removes: u64,
     send_errors: u64,
@@ -171,6 +174,10 @@ pub struct Speaker {
     link_events: LinkEvents,
     hooks: HookRunner,
     buf: Vec<u8>,
+    /// Resets the clients of a master that went silent (see [`crate::tickle`]).
+    tickle: TickleSocket,
+    /// The client connections the peers told about, as the cache last reported them.
+    peer_clients: Vec<(SocketAddrV4, SocketAddrV4)>,
 }
 
 impl Speaker {
@@ -260,6 +267,7 @@ impl Speaker {
                 scripts,
                 master: None,
                 garps_sent: 0,
+                clients_reset: 0,
                 vip_adds: 0,
                 vip_removes: 0,
                 send_errors: 0,
@@ -273,6 +281,8 @@ impl Speaker {
             link_events,
             hooks: HookRunner::new(),
             buf: vec![0; 2048],
+            tickle: TickleSocket::open().map_err(|e| format!("vrrp: {e}"))?,
+            peer_clients: Vec::new(),
         })
     }
 
@@ -586,6 +596,11 @@ impl Speaker {
                     ("priority0_sent", c.priority0_sent.to_string()),
                     ("priority0_received", c.priority0_received.to_string()),
                     ("garps_sent", r.garps_sent.to_string()),
+                    (
+                        "silent_master_takeovers",
+                        c.silent_master_takeovers.to_string(),
+                    ),
+                    ("clients_reset", r.clients_reset.to_string()),
                     ("vip_adds", r.vip_adds.to_string()),
                     ("vip_removes", r.vip_removes.to_string()),
                     ("send_errors", r.send_errors.to_string()),
@@ -851,6 +866,7 @@ impl Speaker {
                     self.hooks
                         .run(&r.spec.config.name, &r.spec.hooks, state, priority);
                 }
+                Action::ResetClients => self.reset_clients(i),
             }
         }
     }
@@ -942,6 +958,44 @@ impl Speaker {
                 }
             }
         }
+    }
+
+    /// Tickles every client connection a peer had to one of instance `i`'s addresses (see
+    /// [`crate::tickle`]): they belong to the master that just went silent.
+    fn reset_clients(&mut self, i: usize) {
+        let r = &mut self.routers[i];
+        let (mut sent, mut failed) = (0u64, 0u64);
+        let mut last_error = None;
+        for (server, client) in &self.peer_clients {
+            if !r.spec.config.vips.contains(&IpAddr::V4(*server.ip())) {
+                continue;
+            }
+            match self.tickle.send(*server, *client) {
+                Ok(()) => sent += 1,
+                Err(e) => {
+                    failed += 1;
+                    last_error = Some(e);
+                }
+            }
+        }
+        r.clients_reset += sent;
+        r.send_errors += failed;
+        if sent > 0 || failed > 0 {
+            tracing::info!(
+                "vrrp_instance {}: took over from a silent master; reset {sent} client                  connection(s) to it so the clients reconnect now{}",
+                r.spec.config.name,
+                match last_error {
+                    Some(e) => format!(" ({failed} could not be sent: {e})"),
+                    None => String::new(),
+                }
+            );
+        }
+    }
+
+    /// The client connections the peers told about (from the cache, see
+    /// `memha_repl::clients`): reset when this node takes over from a silent master.
+    pub fn set_peer_clients(&mut self, clients: Vec<(SocketAddrV4, SocketAddrV4)>) {
+        self.peer_clients = clients;
     }
 
     fn send_garps(&mut self, i: usize, count: u8) {

@@ -13,6 +13,11 @@
 //! * `hold 0|1` whenever replication starts or stops holding writes a lagging peer lacks
 //!   (`memha_repl::Replicator::holding`): a master then advertises a raised priority, so a
 //!   healed partition leaves the address with the node that has the data;
+//! * `clients begin`, `client <local addr:port> <client addr:port>` lines, `clients end`
+//!   whenever the client connections the peers told about change
+//!   (`memha_repl::clients`): if the speaker takes a VIP over from a silent master, it
+//!   resets those connections at once (tickle ACKs) instead of leaving pooled clients to
+//!   their TCP retransmission timer;
 //! * `hb` every 100 ms from inside the runtime: if the runtime wedges, the heartbeats stop
 //!   and the supervisor resigns.
 //!
@@ -88,6 +93,8 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, shared: Arc<Shared>) 
     let mut last_ready = None;
     let mut last_hold = None;
     let mut holding = shared.repl.as_ref().map(|r| r.watch_holding());
+    let mut peer_clients = shared.repl.as_ref().map(|r| r.watch_peer_clients());
+    let mut told_clients = 0;
     if wr.write_all(b"started\n").await.is_err() {
         reader.abort();
         return;
@@ -106,6 +113,13 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, shared: Arc<Shared>) 
             msg.extend_from_slice(if hold { b"hold 1\n" } else { b"hold 0\n" });
             last_hold = Some(hold);
         }
+        if let (Some(w), Some(repl)) = (peer_clients.as_mut(), shared.repl.as_ref()) {
+            let generation = *w.borrow_and_update();
+            if generation != told_clients {
+                told_clients = generation;
+                msg.extend_from_slice(&client_lines(&repl.peer_clients()));
+            }
+        }
         msg.extend_from_slice(b"hb\n");
         if wr.write_all(&msg).await.is_err() {
             break;
@@ -121,6 +135,18 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, shared: Arc<Shared>) 
         }
     }
     reader.abort();
+}
+
+/// The `clients` block for the supervisor.
+fn client_lines(conns: &[memha_repl::clients::ClientConn]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(32 + conns.len() * 48);
+    out.extend_from_slice(b"clients begin\n");
+    for c in conns {
+        let _ = writeln!(out, "client {} {}", c.local, c.client);
+    }
+    out.extend_from_slice(b"clients end\n");
+    out
 }
 
 /// Index of the `end\n` line that closes the first complete block in `buf`.

@@ -22,6 +22,7 @@
 //! settings); VRRP settings are read at start only.
 
 use std::io::{Read, Write};
+use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -49,6 +50,10 @@ const STATUS_EVERY: Duration = Duration::from_secs(1);
 const RESTART_FIRST: Duration = Duration::from_millis(100);
 const RESTART_MAX: Duration = Duration::from_secs(10);
 const STABLE_RUN: Duration = Duration::from_secs(30);
+
+/// Most peer client connections kept for resetting at a takeover (as many as one peer may
+/// send: `memha_repl::clients::MAX_CLIENTS`).
+const MAX_CLIENTS: usize = memha_repl::clients::MAX_CLIENTS;
 
 /// Longest wait for a successor after a graceful stop began.
 const STOP_WAIT: Duration = Duration::from_secs(3);
@@ -127,6 +132,10 @@ struct DataProcess {
     hold: bool,
     /// Marked unhealthy for silence; cleared by the next message.
     silent: bool,
+    /// The peers' client connections being received (`clients begin` .. `clients end`),
+    /// and the last complete list, until the speaker takes it.
+    clients_in: Option<Vec<(SocketAddrV4, SocketAddrV4)>>,
+    clients: Option<Vec<(SocketAddrV4, SocketAddrV4)>>,
 }
 
 impl DataProcess {
@@ -187,6 +196,8 @@ impl DataProcess {
             heard_ready: false,
             hold: false,
             silent: false,
+            clients_in: None,
+            clients: None,
         })
     }
 
@@ -214,6 +225,15 @@ impl DataProcess {
                 b"ready 0" => (self.ready, self.heard_ready) = (false, true),
                 b"hold 1" => self.hold = true,
                 b"hold 0" => self.hold = false,
+                b"clients begin" => self.clients_in = Some(Vec::new()),
+                b"clients end" => self.clients = self.clients_in.take(),
+                l if l.starts_with(b"client ") => {
+                    if let (Some(list), Some(conn)) = (self.clients_in.as_mut(), parse_client(l)) {
+                        if list.len() < MAX_CLIENTS {
+                            list.push(conn);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -416,6 +436,9 @@ pub fn run(prepared: Prepared) -> Result<(), String> {
             }
         }
         speaker.set_hold(data.as_ref().is_some_and(|d| d.hold), now);
+        if let Some(clients) = data.as_mut().and_then(|d| d.clients.take()) {
+            speaker.set_peer_clients(clients);
+        }
         let healthy = data.as_ref().is_some_and(|d| d.healthy());
         if healthy != health_reported {
             speaker.set_health(healthy, now);
@@ -520,6 +543,15 @@ fn reload(speaker: &mut Speaker, now: Instant) {
     }
 }
 
+/// `client <local addr:port> <client addr:port>` (see `supervised.rs`).
+fn parse_client(line: &[u8]) -> Option<(SocketAddrV4, SocketAddrV4)> {
+    let line = std::str::from_utf8(line).ok()?;
+    let mut words = line.strip_prefix("client ")?.split(' ');
+    let local = words.next()?.parse().ok()?;
+    let client = words.next()?.parse().ok()?;
+    words.next().is_none().then_some((local, client))
+}
+
 /// True when something other than a counter moved (state, master, holding, health).
 fn changed(a: &Status, b: &Status) -> bool {
     const WATCHED: [&str; 6] = [
@@ -569,4 +601,34 @@ fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) {
     };
     // SAFETY: pfds is a valid array of pollfd for its length.
     unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_lines_parse_and_garbage_is_ignored() {
+        assert_eq!(
+            parse_client(b"client 10.0.0.46:11211 10.0.0.9:40000"),
+            Some((
+                "10.0.0.46:11211".parse().unwrap(),
+                "10.0.0.9:40000".parse().unwrap()
+            ))
+        );
+        for bad in [
+            &b"client 10.0.0.46:11211"[..],
+            b"client 10.0.0.46:11211 10.0.0.9:40000 extra",
+            b"client [::1]:1 10.0.0.9:4",
+            b"client 10.0.0.46:99999 10.0.0.9:4",
+            b"client \xff",
+        ] {
+            assert_eq!(
+                parse_client(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 }

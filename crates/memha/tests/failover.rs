@@ -346,6 +346,82 @@ fn a_healed_partition_leaves_the_vip_with_the_node_that_took_writes() {
 }
 
 #[test]
+fn a_pooled_connection_to_a_silent_master_is_reset_at_the_takeover() {
+    // Problem 4 of docs/HA.md: a pooled client's request in flight when the master is cut off
+    // waits for its TCP retransmission timer. The node that takes the VIP over knows the
+    // connection (its peer told it) and resets it at once (tickle ACK). The client's route to
+    // the VIP gets `rto_min 5s` here, so the outcome tells the two apart without timing
+    // anything: reset well within the 4 s read timeout with the tickle; without it the read
+    // times out before the first retransmission could reach n2.
+    let Some(lab) = Lab::new(15, &["n1", "n2", "c"], &["tc"]) else {
+        return;
+    };
+    let (_n1, _n2) = n1_and_n2_preempting(&lab);
+    let vip_route = format!("{}/32", lab.vip());
+    lab::run(
+        "ip",
+        &[
+            "-n",
+            &lab.ns("c"),
+            "route",
+            "replace",
+            &vip_route,
+            "dev",
+            lab::DEV,
+            "rto_min",
+            "5s",
+        ],
+    );
+    let vip = lab.vip_mc();
+    let mut conn = lab.in_ns("c", || {
+        std::net::TcpStream::connect_timeout(&vip, Duration::from_secs(2))
+            .expect("connect to the VIP")
+    });
+    conn.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+    let ask = |conn: &mut std::net::TcpStream, req: &[u8]| -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        conn.write_all(req)?;
+        let mut buf = [0u8; 512];
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    assert_eq!(
+        ask(&mut conn, b"set k 0 0 1\r\nv\r\n").unwrap(),
+        "STORED\r\n"
+    );
+    let peer_conns = |node: &str| {
+        lab.request("c", lab.mc(node), "stats replication\r\n")
+            .map(|r| lab::parse_stats(&r))
+            .unwrap_or_default()
+            .get("peer_client_conns")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    lab.wait("n1 told n2 about the pooled connection", || {
+        peer_conns("n2") >= 1
+    });
+
+    lab.partition("n1");
+    let answer = ask(&mut conn, b"get k\r\n");
+    let err = answer.expect_err("n1 is cut off: the request cannot be answered");
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionReset,
+        "the pooled connection should be reset by n2's takeover, got {err}\n{}",
+        lab.describe()
+    );
+    assert!(lab.holders().contains(&"n2".to_string()));
+    assert!(lab.vrrp_counter("n2", "silent_master_takeovers") >= 1);
+    assert!(lab.vrrp_counter("n2", "clients_reset") >= 1);
+    // The client reconnects and n2 answers, with the value n1 replicated.
+    let reply = lab.request("c", vip, "get k\r\n");
+    assert_eq!(reply.as_deref(), Ok("VALUE k 0 1\r\nv\r\nEND\r\n"));
+}
+
+#[test]
 fn link_down_is_a_fault() {
     let Some(lab) = Lab::new(4, &["n1", "n2", "c"], &[]) else {
         return;

@@ -19,6 +19,8 @@ pub const MAX_CLUSTER: usize = 64;
 
 const HEADER: usize = 5;
 
+use crate::clients::{ENTRY_LEN, MAX_CLIENTS};
+
 /// One cache change, as replicated. Expiry times are absolute Unix seconds (0 = never), so
 /// they mean the same on every node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +107,12 @@ pub enum Frame<'a> {
         seq: u64,
     },
     SyncEnd,
+    /// The sender's client connections (`crate::clients`): `entries` holds
+    /// [`crate::clients::ENTRY_LEN`] bytes per connection, at most
+    /// [`crate::clients::MAX_CLIENTS`] of them. Replaces the previous list.
+    Clients {
+        entries: &'a [u8],
+    },
 }
 
 /// Frame type bytes.
@@ -117,6 +125,7 @@ mod kind {
     pub const HEARTBEAT: u8 = 6;
     pub const SYNC_BEGIN: u8 = 7;
     pub const SYNC_END: u8 = 8;
+    pub const CLIENTS: u8 = 9;
 }
 
 /// Op type bytes.
@@ -213,6 +222,16 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) -> Result<(), &'static str> 
             kind::SYNC_BEGIN
         }
         Frame::SyncEnd => kind::SYNC_END,
+        Frame::Clients { entries } => {
+            let n = entries.len() / ENTRY_LEN;
+            if entries.len() % ENTRY_LEN != 0 || n > MAX_CLIENTS {
+                out.truncate(start);
+                return Err("client list of the wrong length");
+            }
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+            out.extend_from_slice(entries);
+            kind::CLIENTS
+        }
     };
     let len = out.len() - start - HEADER;
     if len + 1 > MAX_FRAME {
@@ -381,6 +400,15 @@ fn parse_frame<'a>(kind: u8, r: &mut Reader<'a>) -> Option<Frame<'a>> {
             seq: r.u64()?,
         },
         kind::SYNC_END => Frame::SyncEnd,
+        kind::CLIENTS => {
+            let n = r.u32()? as usize;
+            if n > MAX_CLIENTS {
+                return None;
+            }
+            Frame::Clients {
+                entries: r.take(n * ENTRY_LEN)?,
+            }
+        }
         _ => return None,
     })
 }
@@ -551,6 +579,10 @@ mod tests {
             Frame::Heartbeat { wall_ms: 5 },
             Frame::SyncBegin { epoch: 4, seq: 4 },
             Frame::SyncEnd,
+            Frame::Clients {
+                entries: &[10, 0, 0, 1, 0x2b, 0xcb, 10, 0, 0, 9, 0x9c, 0x40],
+            },
+            Frame::Clients { entries: &[] },
         ]
     }
 
@@ -631,6 +663,22 @@ mod tests {
             decode(&[0, 0, 0, 2, kind::SYNC_END, 0]),
             Decoded::Invalid("trailing bytes in frame")
         );
+    }
+
+    #[test]
+    fn client_lists_of_the_wrong_length_are_refused() {
+        // Claims 2 entries, carries 1.
+        let mut f = vec![0, 0, 0, 17, kind::CLIENTS, 0, 0, 0, 2];
+        f.extend_from_slice(&[1; ENTRY_LEN]);
+        assert_eq!(decode(&f), Decoded::Invalid("malformed frame"));
+        // Claims more entries than anyone may send.
+        let n = (MAX_CLIENTS + 1) as u32;
+        let mut f = vec![0, 0, 0, 5, kind::CLIENTS];
+        f.extend_from_slice(&n.to_be_bytes());
+        assert_eq!(decode(&f), Decoded::Invalid("malformed frame"));
+        let mut out = Vec::new();
+        assert!(encode(&Frame::Clients { entries: &[0; 13] }, &mut out).is_err());
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -19,8 +19,8 @@ use sha2::Sha256;
 
 use crate::frame::Frame;
 
-/// Version of the replication protocol spoken by this build.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version of the replication protocol spoken by this build. 2 added the `Clients` frame.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -8,8 +8,10 @@
 //! Layout:
 //! - [`frame`]: frames and their binary encoding (length-prefixed, bounded).
 //! - [`handshake`]: challenge–response authentication of a link with a shared secret.
+//! - [`clients`]: client connections told to peers, so a new VIP holder can reset them.
 
 pub mod backlog;
+pub mod clients;
 pub mod frame;
 pub mod handshake;
 pub mod node;

@@ -36,6 +36,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::backlog::{Backlog, Read};
+use crate::clients::{
+    decode_entries, encode_entries, ClientConn, ClientGuard, LocalClients, PeerClients,
+};
 use crate::frame::{decode, encode, Decoded, Frame, Op};
 use crate::handshake::{Dialer, Identity, Listener};
 
@@ -152,6 +155,11 @@ pub struct ReplStats {
     /// times it started holding.
     pub holding: bool,
     pub holds: u64,
+    /// Client connections of this node (open at least a second: told to subscribers), and
+    /// those the peers told us about.
+    pub client_conns: u64,
+    pub client_conns_shared: u64,
+    pub peer_client_conns: u64,
     pub peers: Vec<PeerStats>,
     pub subscribers: Vec<SubscriberStats>,
 }
@@ -183,6 +191,10 @@ pub struct Replicator {
     acked_by_node: Mutex<HashMap<u16, u64>>,
     holding: watch::Sender<bool>,
     holds: AtomicU64,
+    /// This node's client connections, told to subscribers (`crate::clients`).
+    clients: Arc<LocalClients>,
+    /// The client connections peers told us about.
+    peer_clients: PeerClients,
 }
 
 fn wall_ms() -> u64 {
@@ -238,6 +250,8 @@ impl Replicator {
             acked_by_node: Mutex::new(HashMap::new()),
             holding: watch::channel(false).0,
             holds: AtomicU64::new(0),
+            clients: Arc::new(LocalClients::default()),
+            peer_clients: PeerClients::default(),
         })
     }
 
@@ -364,6 +378,22 @@ impl Replicator {
     }
 
     /// Follows [`Replicator::holding`].
+    /// Records a client connection this node accepted, for its peers, until the guard is
+    /// dropped (see `crate::clients`).
+    pub fn client_opened(&self, local: SocketAddr, client: SocketAddr) -> Option<ClientGuard> {
+        self.clients.opened(local, client)
+    }
+
+    /// The client connections peers told us about (a new VIP holder resets them).
+    pub fn peer_clients(&self) -> Vec<ClientConn> {
+        self.peer_clients.all()
+    }
+
+    /// Changes whenever a peer's client list changes.
+    pub fn watch_peer_clients(&self) -> watch::Receiver<u64> {
+        self.peer_clients.watch()
+    }
+
     pub fn watch_holding(&self) -> watch::Receiver<bool> {
         self.holding.subscribe()
     }
@@ -469,6 +499,9 @@ impl Replicator {
             sync_no_peer: self.sync_no_peer.load(Relaxed),
             holding: self.holding(),
             holds: self.holds.load(Relaxed),
+            client_conns: self.clients.len() as u64,
+            client_conns_shared: self.clients.shareable(Instant::now()).len() as u64,
+            peer_client_conns: self.peer_clients.count() as u64,
             peers,
             subscribers,
         }
@@ -621,6 +654,8 @@ impl Replicator {
         let mut out = Vec::with_capacity(CHUNK);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         let mut read_buf = [0u8; 4096];
+        let mut told_clients: Vec<ClientConn> = Vec::new();
+        let mut entries = Vec::new();
         loop {
             let notified = self.new_writes.notified();
             out.clear();
@@ -651,6 +686,13 @@ impl Replicator {
                 _ = heartbeat.tick() => {
                     out.clear();
                     let _ = encode(&Frame::Heartbeat { wall_ms: wall_ms() }, &mut out);
+                    let clients = self.clients.shareable(Instant::now());
+                    if clients != told_clients {
+                        entries.clear();
+                        encode_entries(&clients, &mut entries);
+                        let _ = encode(&Frame::Clients { entries: &entries }, &mut out);
+                        told_clients = clients;
+                    }
                     write_within(&mut wr, &out).await?;
                 }
                 n = rd.read(&mut read_buf) => {
@@ -930,6 +972,13 @@ impl Replicator {
                                 unacked += 1;
                             }
                             Frame::Heartbeat { .. } => {}
+                            Frame::Clients { entries } => {
+                                let node = self.peers.lock()[peer].node_id;
+                                if let Some(node) = node {
+                                    self.peer_clients
+                                        .replace(node, decode_entries(entries).collect());
+                                }
+                            }
                             _ => {
                                 self.protocol_errors.fetch_add(1, Relaxed);
                                 return Err("unexpected frame in a stream".into());

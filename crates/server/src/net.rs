@@ -335,13 +335,22 @@ async fn accept_tcp(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
             _ = wait_stop(&mut stop) => return,
         };
         match accepted {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let Some(guard) = admit(&shared) else {
                     tokio::spawn(reject(stream));
                     continue;
                 };
-                tokio::spawn(serve_conn(stream, guard));
+                // Peers learn of the connection, so whichever takes the VIP over can reset it
+                // at once (memha_repl::clients).
+                let told = match (&shared.repl, stream.local_addr()) {
+                    (Some(repl), Ok(local)) => repl.client_opened(local, peer),
+                    _ => None,
+                };
+                tokio::spawn(async move {
+                    serve_conn(stream, guard).await;
+                    drop(told);
+                });
             }
             Err(e) => accept_error(e).await,
         }

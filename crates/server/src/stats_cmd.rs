@@ -317,6 +317,9 @@ fn replication(shared: &Shared, out: &mut Vec<u8>) {
     push_stat(out, "sync_no_peer", r.sync_no_peer);
     push_stat(out, "holding", u8::from(r.holding));
     push_stat(out, "holds", r.holds);
+    push_stat(out, "client_conns", r.client_conns);
+    push_stat(out, "client_conns_shared", r.client_conns_shared);
+    push_stat(out, "peer_client_conns", r.peer_client_conns);
     for (i, p) in r.peers.iter().enumerate() {
         let st = |out: &mut Vec<u8>, name: &str, v: &dyn std::fmt::Display| {
             push_stat(out, &format!("peer{i}:{name}"), v)

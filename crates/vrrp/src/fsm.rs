@@ -325,6 +325,10 @@ pub enum Action {
     CancelTimer { kind: TimerKind },
     /// Run `notify_<state>` and the generic `notify` with [`notify_args`].
     RunNotify { state: NotifyState, priority: u8 },
+    /// We took the addresses over from a master that went silent (it did not resign): the
+    /// clients' connections to it are dead but the clients do not know. Reset the ones we
+    /// know of (after [`Action::AddVip`] and [`Action::SendGarp`], which precede this).
+    ResetClients,
 }
 
 /// Per-instance counters (after the VRRP MIB), for `stats` and `/metrics`.
@@ -335,6 +339,8 @@ pub struct Counters {
     pub priority0_sent: u64,
     pub priority0_received: u64,
     pub became_master: u64,
+    /// Takeovers from a master that went silent (no priority-0 advert first).
+    pub silent_master_takeovers: u64,
     /// State changes, Initialize excluded.
     pub transitions: u64,
     /// Lower-priority adverts heard as master (answered with an advert and GARPs).
@@ -359,6 +365,9 @@ pub struct Instance {
     healthy: bool,
     link_up: bool,
     hold: bool,
+    /// We follow a master that advertised (accepted as master) and has not resigned: if our
+    /// down timer runs out now, that master went silent.
+    following: bool,
     /// Master_Adver_Interval, centiseconds (v3: learnt from the master; v2: ours).
     master_adver_int_cs: u16,
     timers: [Option<Instant>; 4],
@@ -377,6 +386,7 @@ impl Instance {
             healthy: true,
             link_up: true,
             hold: false,
+            following: false,
             timers: [None; 4],
             counters: Counters::default(),
         })
@@ -523,6 +533,10 @@ impl Instance {
             Event::MasterDownTimerFired => {
                 if self.fired(TimerKind::MasterDown) && self.state == State::Backup {
                     self.become_master(now, &mut out);
+                    if std::mem::take(&mut self.following) {
+                        self.counters.silent_master_takeovers += 1;
+                        out.push(Action::ResetClients);
+                    }
                 }
             }
             Event::PreemptDelayFired => {
@@ -590,6 +604,7 @@ impl Instance {
 
     fn become_backup(&mut self, now: Instant, out: &mut Vec<Action>) {
         let was_master = self.state == State::Master;
+        self.following = false;
         self.cancel(TimerKind::Advert, out);
         self.cancel(TimerKind::Garp, out);
         if was_master {
@@ -669,6 +684,7 @@ impl Instance {
             State::Backup => {
                 if priority == 0 {
                     // The master resigns: the best backup (shortest skew) takes over first.
+                    self.following = false;
                     self.arm(TimerKind::MasterDown, now + self.skew_time(), out);
                 } else if !self.preempts() || priority >= ours {
                     if priority >= ours {
@@ -684,7 +700,9 @@ impl Instance {
                     }
                     self.accept_master(max_advert_int, now, out);
                 } else {
-                    // RFC: discard; our down timer runs out and we take over.
+                    // RFC: discard; our down timer runs out and we take over (from a master
+                    // that is alive: its clients need no reset).
+                    self.following = false;
                     self.counters.preempt_discards += 1;
                 }
             }
@@ -717,6 +735,7 @@ impl Instance {
 
     /// A (v3: learn its interval and) restart Master_Down_Timer.
     fn accept_master(&mut self, max_advert_int: u16, now: Instant, out: &mut Vec<Action>) {
+        self.following = true;
         self.learn_interval(max_advert_int);
         self.arm(
             TimerKind::MasterDown,
