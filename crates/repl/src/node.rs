@@ -377,7 +377,6 @@ impl Replicator {
         *self.holding.borrow()
     }
 
-    /// Follows [`Replicator::holding`].
     /// Records a client connection this node accepted, for its peers, until the guard is
     /// dropped (see `crate::clients`).
     pub fn client_opened(&self, local: SocketAddr, client: SocketAddr) -> Option<ClientGuard> {
@@ -394,6 +393,7 @@ impl Replicator {
         self.peer_clients.watch()
     }
 
+    /// Follows [`Replicator::holding`].
     pub fn watch_holding(&self) -> watch::Receiver<bool> {
         self.holding.subscribe()
     }
