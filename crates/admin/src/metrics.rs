@@ -117,6 +117,36 @@ pub const REPLICATION: &[ReplScalar] = &[
         |r| Num::Int(r.holds),
     ),
     (
+        "memha_replication_sync_acked_total",
+        Kind::Counter,
+        "Writes answered after a peer applied them (--repl-ack sync).",
+        |r| Num::Int(r.sync_acked),
+    ),
+    (
+        "memha_replication_sync_timeouts_total",
+        Kind::Counter,
+        "Writes answered after waiting the whole sync timeout for a peer (--repl-ack sync).",
+        |r| Num::Int(r.sync_timeouts),
+    ),
+    (
+        "memha_replication_sync_no_peer_total",
+        Kind::Counter,
+        "Writes answered at once because no peer was connected (--repl-ack sync).",
+        |r| Num::Int(r.sync_no_peer),
+    ),
+    (
+        "memha_replication_sync_degraded",
+        Kind::Gauge,
+        "1 while sync acknowledgement is suspended because every peer went silent (a write waited the whole timeout with no acknowledgement arriving); it resumes when a peer acknowledges again.",
+        |r| Num::from(r.sync_degraded),
+    ),
+    (
+        "memha_replication_sync_degraded_writes_total",
+        Kind::Counter,
+        "Writes answered at once while sync acknowledgement was suspended (every peer silent).",
+        |r| Num::Int(r.sync_degraded_writes),
+    ),
+    (
         "memha_replication_client_connections_shared",
         Kind::Gauge,
         "Client connections of this node open a second or more, told to its peers so that a node taking the VIP over can reset them at once.",

@@ -30,6 +30,8 @@ pub struct KindSummary {
     pub not_recovered: usize,
     /// The failover target for this kind, if there is one: median outage, ms.
     pub target_ms: Option<f64>,
+    /// Whether the holder median met it; `None` without a target or without a fault that hit
+    /// the holder.
     pub target_met: Option<bool>,
 }
 
@@ -110,11 +112,10 @@ pub fn build(
         let holder_med = median(&mut held);
         let failed_requests = of.iter().map(|x| x.failed_requests).sum();
         let t = target(kind);
-        let met = t.map(|t| {
-            holder_count > 0
-                && holder_med <= t
-                && (kind != FaultKind::Sigterm || failed_requests == 0)
-        });
+        // Not judged when no fault of this type hit the holder.
+        let met = t
+            .filter(|_| holder_count > 0)
+            .map(|t| holder_med <= t && (kind != FaultKind::Sigterm || failed_requests == 0));
         by_kind.push(KindSummary {
             kind,
             count: of.len(),
@@ -302,6 +303,7 @@ pub fn text(r: &Report) -> String {
                 },
                 if m { "met" } else { "missed" }
             ),
+            (Some(t), None) => format!("<= {t:.0} ms: not judged, no fault hit the holder"),
             _ => "-".into(),
         };
         let _ = writeln!(

@@ -982,7 +982,7 @@ impl Speaker {
         r.send_errors += failed;
         if sent > 0 || failed > 0 {
             tracing::info!(
-                "vrrp_instance {}: took over from a silent master; reset {sent} client                  connection(s) to it so the clients reconnect now{}",
+                "vrrp_instance {}: took over from a silent master; reset {sent} client connection(s) to it so the clients reconnect now{}",
                 r.spec.config.name,
                 match last_error {
                     Some(e) => format!(" ({failed} could not be sent: {e})"),

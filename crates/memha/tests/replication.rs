@@ -479,6 +479,47 @@ fn link_heals_after_reset_with_partial_resync() {
 }
 
 #[test]
+fn sync_ack_stops_waiting_for_a_silent_peer_and_resumes_when_it_acknowledges() {
+    // B acknowledges writes only once A applied them. When the link goes silent, the first
+    // write waits the whole timeout with no acknowledgement arriving; from then on B answers
+    // at once (counted) instead of making every write wait, until A acknowledges again.
+    let (a, b, proxy) = pair_with_proxy(&[], &["--repl-ack", "sync"]);
+    let mut cb = b.client();
+    set(&mut cb, "before", 0, 0, "1");
+    wait_value(&a, "before", Some(b"1"));
+    assert!(b.repl_u64("sync_acked") >= 1);
+    assert_eq!(b.repl_u64("sync_degraded"), 0);
+
+    proxy.set_mode(Mode::BlackHole);
+    for i in 0..20 {
+        set(&mut cb, &format!("cut{i}"), 0, 0, "v");
+    }
+    let r = b.repl();
+    let timeouts: u64 = r["sync_timeouts"].parse().unwrap();
+    let degraded: u64 = r["sync_degraded_writes"].parse().unwrap();
+    assert_eq!(r["sync_degraded"], "1", "{}", b.stats_dump());
+    assert!(
+        timeouts >= 1 && degraded >= 1 && timeouts + degraded >= 20,
+        "20 writes to a silent peer: {timeouts} timed out, {degraded} answered at once\n{}",
+        b.stats_dump()
+    );
+    assert!(
+        degraded > timeouts,
+        "most writes should not wait for a silent peer: {timeouts} waited the timeout"
+    );
+
+    proxy.set_mode(Mode::Pass);
+    proxy.reset_all();
+    wait_value(&a, "cut19", Some(b"v"));
+    wait_until("B waits for A again", DEADLINE, || {
+        b.repl_u64("sync_degraded") == 0
+    });
+    let acked = b.repl_u64("sync_acked");
+    set(&mut cb, "after", 0, 0, "1");
+    assert_eq!(b.repl_u64("sync_acked"), acked + 1, "{}", b.stats_dump());
+}
+
+#[test]
 fn link_heals_with_full_sync_when_backlog_overflowed() {
     let (a, b, proxy) = pair_with_proxy(&[], &["--repl-backlog-mb", "1"]);
     let (mut ca, mut cb) = (a.client(), b.client());

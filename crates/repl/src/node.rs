@@ -95,6 +95,10 @@ pub enum AckWait {
     TimedOut,
     /// No peer is connected: nothing to wait for (counted).
     NoPeer,
+    /// Every peer went silent: an earlier write waited the whole timeout without a single
+    /// acknowledgement arriving, and none has arrived since. Answered at once (counted)
+    /// until a peer acknowledges again, instead of making every write wait the timeout.
+    Degraded,
 }
 
 /// Per-peer link state, for `stats replication` and metrics.
@@ -151,6 +155,10 @@ pub struct ReplStats {
     pub sync_acked: u64,
     pub sync_timeouts: u64,
     pub sync_no_peer: u64,
+    /// Sync acknowledgement is suspended because every peer went silent, and the writes
+    /// answered at once meanwhile.
+    pub sync_degraded: bool,
+    pub sync_degraded_writes: u64,
     /// This node holds writes a lagging peer lacks (see the module docs), and how many
     /// times it started holding.
     pub holding: bool,
@@ -187,6 +195,10 @@ pub struct Replicator {
     sync_acked: AtomicU64,
     sync_timeouts: AtomicU64,
     sync_no_peer: AtomicU64,
+    /// Ack frames received from subscribers (to tell a silent peer from a slow one).
+    acks_received: AtomicU64,
+    sync_degraded: AtomicBool,
+    sync_degraded_writes: AtomicU64,
     /// Latest sequence each peer (by node id) acknowledged, across its connections.
     acked_by_node: Mutex<HashMap<u16, u64>>,
     holding: watch::Sender<bool>,
@@ -247,6 +259,9 @@ impl Replicator {
             sync_acked: AtomicU64::new(0),
             sync_timeouts: AtomicU64::new(0),
             sync_no_peer: AtomicU64::new(0),
+            acks_received: AtomicU64::new(0),
+            sync_degraded: AtomicBool::new(false),
+            sync_degraded_writes: AtomicU64::new(0),
             acked_by_node: Mutex::new(HashMap::new()),
             holding: watch::channel(false).0,
             holds: AtomicU64::new(0),
@@ -281,9 +296,15 @@ impl Replicator {
     /// Wait until a peer has applied this node's writes up to `seq`, for at most the
     /// configured sync-ack timeout. Never blocks forever: a timeout or the absence of any
     /// connected peer answers the write anyway, and is counted (`stats replication`).
+    ///
+    /// When a wait times out without a single acknowledgement arriving meanwhile, every
+    /// peer has gone silent (cut off, not merely slow): sync acknowledgement is then
+    /// suspended — writes are answered at once, counted — until a peer acknowledges again.
+    /// Otherwise every write would wait the whole timeout until the dead link is noticed.
     pub async fn wait_acked(&self, seq: u64) -> AckWait {
         let timeout = self.cfg.sync_ack.unwrap_or_default();
         let deadline = tokio::time::Instant::now() + timeout;
+        let acks_before = self.acks_received.load(Relaxed);
         loop {
             let notified = self.ack_notify.notified();
             if self.acked_max.load(Relaxed) >= seq {
@@ -294,9 +315,21 @@ impl Replicator {
                 self.sync_no_peer.fetch_add(1, Relaxed);
                 return AckWait::NoPeer;
             }
+            if self.sync_degraded.load(Relaxed) {
+                self.sync_degraded_writes.fetch_add(1, Relaxed);
+                return AckWait::Degraded;
+            }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 self.sync_timeouts.fetch_add(1, Relaxed);
                 tracing::debug!("replication: no peer acknowledged write {seq} in {timeout:?}");
+                if self.acks_received.load(Relaxed) == acks_before
+                    && !self.sync_degraded.swap(true, Relaxed)
+                {
+                    tracing::warn!(
+                        "replication: no peer acknowledged anything for {timeout:?}; answering \
+                         writes without waiting for a peer until one acknowledges again"
+                    );
+                }
                 return AckWait::TimedOut;
             }
         }
@@ -497,6 +530,8 @@ impl Replicator {
             sync_acked: self.sync_acked.load(Relaxed),
             sync_timeouts: self.sync_timeouts.load(Relaxed),
             sync_no_peer: self.sync_no_peer.load(Relaxed),
+            sync_degraded: self.sync_degraded.load(Relaxed),
+            sync_degraded_writes: self.sync_degraded_writes.load(Relaxed),
             holding: self.holding(),
             holds: self.holds.load(Relaxed),
             client_conns: self.clients.len() as u64,
@@ -703,6 +738,13 @@ impl Replicator {
                     inbuf.extend_from_slice(&read_buf[..n]);
                     while let Decoded::Frame { frame, consumed } = decode(inbuf) {
                         if let Frame::Ack { seq, .. } = frame {
+                            self.acks_received.fetch_add(1, Relaxed);
+                            if self.sync_degraded.swap(false, Relaxed) {
+                                tracing::info!(
+                                    "replication: a peer acknowledges again; writes wait for \
+                                     it again (--repl-ack sync)"
+                                );
+                            }
                             if let Some(s) = self.subscribers.lock().get_mut(&sub) {
                                 s.acked_seq = s.acked_seq.max(seq);
                                 self.acked_max.fetch_max(seq, Relaxed);

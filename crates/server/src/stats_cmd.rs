@@ -315,6 +315,8 @@ fn replication(shared: &Shared, out: &mut Vec<u8>) {
     push_stat(out, "sync_acked", r.sync_acked);
     push_stat(out, "sync_timeouts", r.sync_timeouts);
     push_stat(out, "sync_no_peer", r.sync_no_peer);
+    push_stat(out, "sync_degraded", u8::from(r.sync_degraded));
+    push_stat(out, "sync_degraded_writes", r.sync_degraded_writes);
     push_stat(out, "holding", u8::from(r.holding));
     push_stat(out, "holds", r.holds);
     push_stat(out, "client_conns", r.client_conns);
