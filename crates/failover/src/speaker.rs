@@ -144,6 +144,9 @@ struct Router {
     garps_sent: u64,
     /// Client connections reset at takeovers from a silent master (tickles sent).
     clients_reset: u64,
+    /// The master that went silent at the last such takeover (the cache stops waiting for
+    /// its acknowledgements at once, see `memha_repl`'s sync acknowledgement).
+    silent_master: Option<IpAddr>,
     vip_adds: u64,
     vip_removes: u64,
     send_errors: u64,
@@ -268,6 +271,7 @@ impl Speaker {
                 master: None,
                 garps_sent: 0,
                 clients_reset: 0,
+                silent_master: None,
                 vip_adds: 0,
                 vip_removes: 0,
                 send_errors: 0,
@@ -601,6 +605,11 @@ impl Speaker {
                         c.silent_master_takeovers.to_string(),
                     ),
                     ("clients_reset", r.clients_reset.to_string()),
+                    (
+                        "silent_master",
+                        r.silent_master
+                            .map_or_else(|| "none".to_string(), |ip| ip.to_string()),
+                    ),
                     ("vip_adds", r.vip_adds.to_string()),
                     ("vip_removes", r.vip_removes.to_string()),
                     ("send_errors", r.send_errors.to_string()),
@@ -830,6 +839,7 @@ impl Speaker {
     /// Feeds one event to instance `i` and carries out the actions.
     fn feed(&mut self, i: usize, event: Event, now: Instant) {
         let before = self.routers[i].fsm.state();
+        let master_before = self.routers[i].master;
         let actions = self.routers[i].fsm.handle(event, now);
         let after = self.routers[i].fsm.state();
         if before != after {
@@ -866,7 +876,10 @@ impl Speaker {
                     self.hooks
                         .run(&r.spec.config.name, &r.spec.hooks, state, priority);
                 }
-                Action::ResetClients => self.reset_clients(i),
+                Action::ResetClients => {
+                    self.routers[i].silent_master = master_before;
+                    self.reset_clients(i);
+                }
             }
         }
     }

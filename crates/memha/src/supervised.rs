@@ -22,7 +22,10 @@
 //!   and the supervisor resigns.
 //!
 //! and hears back the speaker's state (`crate::vrrp_view` blocks) for `stats vrrp` and
-//! `/metrics`. If this process dies, the supervisor sees the socket close at that instant.
+//! `/metrics`; when a block says the speaker took over from a master that went silent,
+//! replication stops waiting for that peer's acknowledgements at once
+//! (`memha_repl::node::Replicator::peer_went_silent`). If this process dies, the supervisor
+//! sees the socket close at that instant.
 
 use std::os::fd::FromRawFd;
 use std::sync::atomic::Ordering::Relaxed;
@@ -70,6 +73,7 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, shared: Arc<Shared>) 
     let reader_shared = shared.clone();
     let reader = tokio::spawn(async move {
         let mut buf = Vec::new();
+        let mut silent_takeovers: Option<Vec<u64>> = None;
         let mut chunk = [0u8; 4096];
         loop {
             let n = match rd.read(&mut chunk).await {
@@ -81,6 +85,11 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, shared: Arc<Shared>) 
                 let block = String::from_utf8_lossy(&buf[..end]).into_owned();
                 buf.drain(..end + "end\n".len());
                 let view = VrrpView::decode(block.lines());
+                if let Some(repl) = &reader_shared.repl {
+                    for ip in new_silent_masters(&view, &mut silent_takeovers) {
+                        repl.peer_went_silent(ip);
+                    }
+                }
                 *reader_shared.vrrp.lock() = Some(view);
             }
             if buf.len() > MAX_BLOCK {
@@ -137,6 +146,38 @@ pub async fn serve(stream: std::os::unix::net::UnixStream, shared: Arc<Shared>) 
     reader.abort();
 }
 
+/// The masters that went silent since the previous view (instances whose
+/// `silent_master_takeovers` grew); the first view only records the counts.
+fn new_silent_masters(view: &VrrpView, seen: &mut Option<Vec<u64>>) -> Vec<std::net::IpAddr> {
+    let get = |i: &memha_server::vrrp_view::VrrpInstanceView, key: &str| {
+        i.values
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    let counts: Vec<u64> = view
+        .instances
+        .iter()
+        .map(|i| {
+            get(i, "silent_master_takeovers")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = Vec::new();
+    if let Some(before) = seen.as_ref() {
+        for (i, inst) in view.instances.iter().enumerate() {
+            if counts[i] > before.get(i).copied().unwrap_or(0) {
+                if let Some(ip) = get(inst, "silent_master").and_then(|v| v.parse().ok()) {
+                    out.push(ip);
+                }
+            }
+        }
+    }
+    *seen = Some(counts);
+    out
+}
+
 /// The `clients` block for the supervisor.
 fn client_lines(conns: &[memha_repl::clients::ClientConn]) -> Vec<u8> {
     use std::io::Write;
@@ -160,6 +201,26 @@ fn find_block_end(buf: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_silent_master_is_reported_once_and_not_at_the_first_view() {
+        let view = |n: u64, ip: &str| {
+            VrrpView::decode(
+                format!("instance VI_1\nsilent_master_takeovers {n}\nsilent_master {ip}\n")
+                    .lines()
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let mut seen = None;
+        assert!(new_silent_masters(&view(3, "10.0.0.1"), &mut seen).is_empty());
+        assert!(new_silent_masters(&view(3, "10.0.0.1"), &mut seen).is_empty());
+        assert_eq!(
+            new_silent_masters(&view(4, "10.0.0.2"), &mut seen),
+            vec!["10.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert!(new_silent_masters(&view(4, "10.0.0.2"), &mut seen).is_empty());
+        assert!(new_silent_masters(&view(5, "none"), &mut seen).is_empty());
+    }
 
     #[test]
     fn blocks_are_found_at_line_starts() {

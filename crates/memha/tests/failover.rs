@@ -353,10 +353,16 @@ fn a_pooled_connection_to_a_silent_master_is_reset_at_the_takeover() {
     // the VIP gets `rto_min 5s` here, so the outcome tells the two apart without timing
     // anything: reset well within the 4 s read timeout with the tickle; without it the read
     // times out before the first retransmission could reach n2.
+    // With `ack = "sync"`, n2 also stops waiting for n1's acknowledgements at the takeover
+    // (n1 went silent and is its only peer), before any write waited the 100 ms timeout.
     let Some(lab) = Lab::new(15, &["n1", "n2", "c"], &["tc"]) else {
         return;
     };
-    let (_n1, _n2) = n1_and_n2_preempting(&lab);
+    let _n1 = lab.start_memha(&MemhaSpec::new("n1", 150).peers(&["n2"]).sync_ack());
+    let _n2 = lab.start_memha(&MemhaSpec::new("n2", 100).peers(&["n1"]).sync_ack());
+    lab.wait("n1 MASTER, n2 BACKUP", || {
+        lab.holders() == ["n1"] && lab.state("n1") == "MASTER" && lab.state("n2") == "BACKUP"
+    });
     let vip_route = format!("{}/32", lab.vip());
     lab::run(
         "ip",
@@ -419,6 +425,24 @@ fn a_pooled_connection_to_a_silent_master_is_reset_at_the_takeover() {
     // The client reconnects and n2 answers, with the value n1 replicated.
     let reply = lab.request("c", vip, "get k\r\n");
     assert_eq!(reply.as_deref(), Ok("VALUE k 0 1\r\nv\r\nEND\r\n"));
+    let repl = |key: &str| {
+        lab.request("c", lab.mc("n2"), "stats replication\r\n")
+            .map(|r| lab::parse_stats(&r))
+            .unwrap_or_default()
+            .get(key)
+            .cloned()
+    };
+    lab.wait("n2 stops waiting for its silent peer", || {
+        repl("sync_degraded").as_deref() == Some("1")
+    });
+    let reply = lab.request("c", vip, "set k2 0 0 1\r\nw\r\n");
+    assert_eq!(reply.as_deref(), Ok("STORED\r\n"));
+    assert_eq!(
+        repl("sync_timeouts").as_deref(),
+        Some("0"),
+        "a write on n2 waited for the silent n1"
+    );
+    assert!(repl("sync_degraded_writes").and_then(|v| v.parse::<u64>().ok()) >= Some(1));
 }
 
 #[test]

@@ -24,7 +24,7 @@
 //! partition heals.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -332,6 +332,35 @@ impl Replicator {
                 }
                 return AckWait::TimedOut;
             }
+        }
+    }
+
+    /// The VRRP speaker took the address over from the master at `ip` because it went
+    /// silent. If that node is this node's only subscriber, nobody can acknowledge writes
+    /// now: sync acknowledgement is suspended at once (as after a timeout with no
+    /// acknowledgement, see [`Replicator::wait_acked`]) instead of making the first writes
+    /// after the takeover wait the whole timeout. Writes already waiting are answered too.
+    /// A peer's next acknowledgement resumes it.
+    pub fn peer_went_silent(&self, ip: IpAddr) {
+        if self.cfg.sync_ack.is_none() {
+            return;
+        }
+        let only_that_peer = {
+            let subs = self.subscribers.lock();
+            !subs.is_empty()
+                && subs.values().all(|s| {
+                    s.addr
+                        .parse::<SocketAddr>()
+                        .is_ok_and(|a| a.ip().to_canonical() == ip.to_canonical())
+                })
+        };
+        if only_that_peer && !self.sync_degraded.swap(true, Relaxed) {
+            tracing::warn!(
+                "replication: the VIP moved here from {ip}, which went silent and is the only \
+                 peer acknowledging writes; answering writes without waiting until a peer \
+                 acknowledges again"
+            );
+            self.ack_notify.notify_waiters();
         }
     }
 

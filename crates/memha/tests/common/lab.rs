@@ -285,6 +285,8 @@ pub struct MemhaSpec {
     pub use_vmac: bool,
     /// Adverts by unicast to these lab nodes (`unicast_peer`, `unicast_src_ip` = own address).
     pub unicast: Vec<String>,
+    /// `[replication] ack = "sync"`.
+    pub sync_ack: bool,
 }
 
 impl MemhaSpec {
@@ -302,7 +304,14 @@ impl MemhaSpec {
             track_file: None,
             use_vmac: false,
             unicast: Vec::new(),
+            sync_ack: false,
         }
+    }
+
+    /// Writes are acknowledged once a peer applied them (`ack = "sync"`).
+    pub fn sync_ack(mut self) -> Self {
+        self.sync_ack = true;
+        self
     }
 
     pub fn nopreempt(mut self) -> Self {
@@ -713,6 +722,9 @@ impl Lab {
             s += &format!("port = {REPL_PORT}\n");
             s += &format!("peers = [{}]\n", peers.join(", "));
             s += &format!("secret_file = \"{}\"\n", self.dir.join("secret").display());
+            if spec.sync_ack {
+                s += "ack = \"sync\"\n";
+            }
             s += &format!("node_id = {}\n\n", Self::octet(&spec.node) - 10);
         }
         if let Some(f) = &spec.track_file {
